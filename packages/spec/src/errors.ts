@@ -1,0 +1,56 @@
+/**
+ * Errors are values with a stable string `code` and an optional `cause` (abstract-level style).
+ * Every code is documented exactly once, here; README and journal-spec refer to this table.
+ * Programmer misuse (wrong argument types to an API) is a plain `TypeError`, not a coded error.
+ */
+export const ERROR_CODES = {
+  // journal-spec / codec
+  ERR_BAD_EVENT: 'An event or record does not match journal-spec (unknown type, missing or mistyped field, oversized body).',
+  ERR_UNKNOWN_VERSION: 'A record or journal carries a format version newer than this build understands; it is refused, never guessed.',
+  ERR_UNDECODABLE: 'Stored bytes are not a valid msgpack record envelope.',
+  ERR_BAD_HASH: "A record's `prev` does not equal the SHA-256 of the record before it (tampering or reordering).",
+  ERR_SEQ_GAP: 'Record sequence numbers are not contiguous (a record was deleted or inserted).',
+  ERR_BAD_KEY: "A record is stored under a key that does not match its own `seq`.",
+  // journal
+  ERR_JOURNAL_LOCKED: 'Another process (or another open handle) holds the journal; it was not opened.',
+  ERR_JOURNAL_CORRUPT: 'The journal failed verification; the error names the first bad seq and the reason (see `reason`).',
+  ERR_JOURNAL_TORN: 'The journal ends in an incomplete group-commit batch (a torn tail): distinct from corruption.',
+  ERR_JOURNAL_READONLY: 'A durable write failed earlier; the journal is fail-stopped and read-only until reopened.',
+  ERR_JOURNAL_CLOSED: 'The journal was closed.',
+  ERR_CHECKPOINT_INVALID: 'A stored checkpoint does not match its hash or the chain at its seq.',
+  // model / commands
+  ERR_BAD_ID: 'A device hash / id is empty where not allowed, too long, or contains a path separator, NUL, control character or `..`.',
+  ERR_BAD_SIZE: 'A size is not a positive safe integer, is out of bounds, or is not aligned as required.',
+  ERR_BAD_OPTION: 'A dm.* option is unknown, malformed, or conflicts with another; the message names the option and its text.',
+  ERR_DEVICE_EXISTS: 'A device with that hash already exists.',
+  ERR_DEVICE_NOT_FOUND: 'No device with that hash exists (or it was deleted).',
+  ERR_DEVICE_BUSY: 'The device is mounted, active or has dependants, and the operation refuses to proceed.',
+  ERR_POOL_NOT_INITIALISED: 'The pool has not been initialised yet.',
+  ERR_POOL_EXISTS: 'The pool is already initialised.',
+  ERR_NO_SPACE: 'The pool is short of free space (dm.min_free_space) or device IDs.',
+  ERR_EVENT_CONFLICT: 'An event cannot apply to the current state (replay of a journal that does not fit the model).',
+  ERR_STATE_HASH_MISMATCH: 'Replayed state does not hash to the value stored with a checkpoint.',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface ErrorDetails {
+  cause?: unknown;
+  [key: string]: unknown;
+}
+
+export class ThinjournalError extends Error {
+  readonly code: string;
+  constructor(code: ErrorCode | string, message: string, details: ErrorDetails = {}) {
+    const { cause, ...rest } = details;
+    super(message, cause === undefined ? undefined : { cause });
+    this.name = 'ThinjournalError';
+    this.code = code;
+    Object.assign(this, rest);
+  }
+}
+
+/** True when `err` is a coded error with the given code. */
+export function isCode(err: unknown, code: string): boolean {
+  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === code;
+}
