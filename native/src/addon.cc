@@ -100,7 +100,7 @@ Napi::Value U64Value(Napi::Env env, uint64_t v) {
   return Napi::BigInt::New(env, v);
 }
 
-static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitDm(env, exports);
   InitSys(env, exports);
   return exports;
@@ -108,4 +108,6 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
 
 }  // namespace tj
 
-NODE_API_MODULE(thinjournal_native, tj::Init)
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return tj::Init(env, exports); }
+
+NODE_API_MODULE(thinjournal_native, InitModule)

@@ -108,6 +108,7 @@ struct Fd {
 };
 Fd OpenOrFail(const std::string& path, int flags, const std::string& device = {});
 
+Napi::Object Init(Napi::Env env, Napi::Object exports);
 void InitDm(Napi::Env env, Napi::Object exports);
 void InitSys(Napi::Env env, Napi::Object exports);
 

@@ -44,6 +44,7 @@ struct DmCall {
   std::string uuid;
   uint32_t flags = 0;
   uint32_t eventNr = 0;
+  uint32_t targetCount = 0;   // DM_TABLE_LOAD: number of dm_target_spec records in the payload
   std::vector<char> payload;  // bytes after struct dm_ioctl (8-byte aligned start)
   bool queryOnly = false;     // may be repeated with a bigger buffer when the kernel says it was too small
   size_t outRoom = 16 * 1024; // room for the kernel's reply beyond the payload
@@ -82,6 +83,7 @@ DmReply DoIoctl(const DmCall& c) {
     io->data_start = sizeof(dm_ioctl);
     io->flags = c.flags;
     io->event_nr = c.eventNr;
+    io->target_count = c.targetCount;
     memcpy(io->name, c.name.data(), c.name.size());
     memcpy(io->uuid, c.uuid.data(), c.uuid.size());
     if (!c.payload.empty()) memcpy(reinterpret_cast<char*>(r.mem.data()) + sizeof(dm_ioctl), c.payload.data(), c.payload.size());
@@ -376,6 +378,7 @@ Napi::Value Create(const Napi::CallbackInfo& info) {
     try {
       DmCall l = Call(DM_TABLE_LOAD, "DM_TABLE_LOAD", name, ro ? DM_READONLY_FLAG : 0);
       l.payload = EncodeTable(table, name);
+      l.targetCount = static_cast<uint32_t>(table.size());
       DoIoctl(l);
       DmReply rr = DoIoctl(Call(DM_DEV_SUSPEND, "DM_DEV_SUSPEND(resume)", name));
       i = InfoOf(rr);
@@ -403,6 +406,7 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
   return Queue(info.Env(), "dmLoad", [=]() -> Builder {
     DmCall l = Call(DM_TABLE_LOAD, "DM_TABLE_LOAD", name, ro ? DM_READONLY_FLAG : 0);
     l.payload = EncodeTable(table, name);
+    l.targetCount = static_cast<uint32_t>(table.size());
     DmReply r = DoIoctl(l);
     return InfoBuilder(InfoOf(r));
   });
@@ -590,9 +594,9 @@ void InitDm(Napi::Env env, Napi::Object e) {
   e.Set("mknodBlock", Napi::Function::New(env, MknodBlock, "mknodBlock"));
   e.Set("ensureDmNode", Napi::Function::New(env, EnsureDmNode, "ensureDmNode"));
   Napi::Object c = Napi::Object::New(env);
-  c.Set("DM_NAME_LEN", DM_NAME_LEN);
-  c.Set("DM_UUID_LEN", DM_UUID_LEN);
-  c.Set("DM_MAX_TYPE_NAME", DM_MAX_TYPE_NAME);
+  c.Set("DM_NAME_LEN", Napi::Number::New(env, static_cast<double>(DM_NAME_LEN)));
+  c.Set("DM_UUID_LEN", Napi::Number::New(env, static_cast<double>(DM_UUID_LEN)));
+  c.Set("DM_MAX_TYPE_NAME", Napi::Number::New(env, static_cast<double>(DM_MAX_TYPE_NAME)));
   e.Set("dmConstants", c);
 }
 
