@@ -166,6 +166,11 @@ export class Journal {
     }
     const first = seqOfKey(last.key, CHUNK_PREFIX);
     const split = (() => { try { return splitChunk(last.value); } catch { return null; } })();
+    if (first !== null && split && split.entries.length === 0 && split.tornAt !== null) {
+      // The last chunk holds nothing but an unfinished record.
+      if (repair) return this.repairTorn(last.key, last.value, 0, null, first);
+      throw chainError({ kind: 'torn', seq: first, reason: 'torn-tail', message: `the last chunk (${last.key}) ends inside record ${first}` });
+    }
     const firstRaw = split?.entries[0]?.raw as { prev?: Uint8Array } | undefined;
     if (first === null || !split || !(firstRaw?.prev instanceof Uint8Array)) {
       throw chainError({ kind: 'corrupt', seq: first ?? 0, reason: 'undecodable', message: `last chunk ${last.key} is not readable` });
