@@ -121,6 +121,7 @@ function undecodable(message: string, details: Record<string, unknown> = {}): Th
 
 /**
  * Turns a decoded envelope into a validated record. `bytes` are the record's exact stored bytes (hashed).
+ * With `hash: false` (the replay fast path) `hash` and `prev` are left empty; everything else is checked.
  * Errors: ERR_UNDECODABLE (not an envelope), ERR_UNKNOWN_VERSION, ERR_BAD_EVENT (envelope fine, body not).
  */
 export function recordFromDecoded(raw: unknown, bytes: Uint8Array, opts: { hash?: boolean } = {}): JournalRecord {
@@ -136,9 +137,10 @@ export function recordFromDecoded(raw: unknown, bytes: Uint8Array, opts: { hash?
     if (!up) throw new ThinjournalError('ERR_UNKNOWN_VERSION', `no upcaster from record version ${n}`, { version: n });
     r = up(r);
   }
-  const keys = Object.keys(r);
-  if (keys.length !== ENVELOPE_KEYS.length || !ENVELOPE_KEYS.every((k) => Object.hasOwn(r, k))) {
-    throw undecodable(`record envelope keys are [${keys.join(', ')}], expected [${ENVELOPE_KEYS.join(', ')}]`);
+  let count = 0;
+  for (const k in r) if (Object.hasOwn(r, k)) count++;
+  if (count !== ENVELOPE_KEYS.length || !ENVELOPE_KEYS.every((k) => r[k] !== undefined)) {
+    throw undecodable(`record envelope keys are [${Object.keys(r).join(', ')}], expected [${ENVELOPE_KEYS.join(', ')}]`);
   }
   const prev = r.prev;
   if (!(prev instanceof Uint8Array) || prev.length !== HASH_BYTES) throw undecodable('record "prev" is not 32 bytes');
@@ -148,7 +150,8 @@ export function recordFromDecoded(raw: unknown, bytes: Uint8Array, opts: { hash?
   return {
     v: FORMAT_VERSION, seq: r.seq as number, txId: r.txId as number, ts: r.ts as number, type: r.type as EventType,
     actor: r.actor as string, reason: r.reason as string, body: r.body as Record<string, unknown>,
-    prev: Buffer.from(prev).toString('hex'), hash: opts.hash === false ? '' : sha256(bytes).toString('hex'),
+    prev: opts.hash === false ? '' : Buffer.from(prev.buffer, prev.byteOffset, prev.length).toString('hex'),
+    hash: opts.hash === false ? '' : sha256(bytes).toString('hex'),
   };
 }
 

@@ -30,6 +30,15 @@ export const ERROR_CODES = {
   ERR_NO_SPACE: 'The pool is short of free space (dm.min_free_space) or device IDs.',
   ERR_EVENT_CONFLICT: 'An event cannot apply to the current state (replay of a journal that does not fit the model).',
   ERR_STATE_HASH_MISMATCH: 'Replayed state does not hash to the value stored with a checkpoint.',
+  // device-mapper / kernel backend (packages/dm)
+  ERR_KERNEL: 'A kernel call failed (dm ioctl, loop, block device, mount); `errnoName` is the errno (EBUSY, EEXIST, EINVAL, ENODATA, ENXIO…), with `syscall`, `device`/`path`; the native error is the `cause`. The model backend raises the same errno the kernel would.',
+  ERR_DM_NAME: 'A device-mapper device name is empty, longer than 127 bytes, contains `/`, or is `.` or `..`; nothing was sent to the kernel.',
+  ERR_DM_TABLE: 'A thin-pool or thin table is invalid (block size, low-water mark, length, device, thin id); nothing was sent to the kernel.',
+  ERR_DM_ARG: 'A dm-thin argument is out of range (thin id not in 0..2^24-1, transaction id not a non-negative safe integer); nothing was sent.',
+  ERR_DM_STATUS: 'A device-mapper status or table line does not have the format this build parses; the line is in `line`.',
+  ERR_FS_UNKNOWN: 'A block device holds no filesystem this build recognises (ext4, xfs) at its superblock.',
+  ERR_FS_TOOL: 'A filesystem tool (mkfs, resize2fs, xfs_growfs, thin_ls…) failed; `tool`, `status` (exit status) and `stderr` are set.',
+  ERR_NATIVE_UNAVAILABLE: 'The native addon (@thinjournal/native) is not built or cannot load; the kernel backend is unavailable.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

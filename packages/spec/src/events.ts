@@ -81,8 +81,9 @@ function bad(message: string, details: Record<string, unknown> = {}): Thinjourna
 
 function checkStr(v: unknown, max: number, where: string): void {
   if (typeof v !== 'string') throw bad(`${where}: expected a string, got ${describe(v)}`);
-  if (v.includes('\0')) throw bad(`${where}: contains NUL`);
-  if (Buffer.byteLength(v) > max) throw bad(`${where}: longer than ${max} bytes`);
+  if (v.indexOf('\0') !== -1) throw bad(`${where}: contains NUL`);
+  // A UTF-16 code unit is at most 3 UTF-8 bytes: short strings need no byte count.
+  if (v.length * 3 > max && Buffer.byteLength(v) > max) throw bad(`${where}: longer than ${max} bytes`);
 }
 
 function describe(v: unknown): string {
@@ -122,24 +123,36 @@ function checkField(kind: FieldKind, v: unknown, where: string): void {
   }
 }
 
-/** Throws ERR_BAD_EVENT unless `body` is a valid body of event `type`. */
-export function validateBody(type: unknown, body: unknown): asserts type is EventType {
-  if (typeof type !== 'string' || !Object.hasOwn(EVENT_SCHEMAS, type)) throw bad(`unknown event type ${JSON.stringify(type)}`, { type });
-  const schema: BodySchema = EVENT_SCHEMAS[type as EventType];
-  if (typeof body !== 'object' || body === null || Array.isArray(body) || body instanceof Uint8Array) throw bad(`${type}: body must be a map, got ${describe(body)}`, { type });
-  const seen = new Set<string>();
-  for (const [spec, kind] of Object.entries(schema)) {
+interface CompiledField { readonly name: string; readonly kind: FieldKind; readonly optional: boolean; readonly where: string }
+/** Schemas flattened once, so that validating a body on the replay path allocates nothing. */
+const COMPILED: Readonly<Record<string, readonly CompiledField[]>> = Object.fromEntries(
+  Object.entries(EVENT_SCHEMAS).map(([type, schema]) => [type, Object.entries(schema as BodySchema).map(([spec, kind]) => {
     const optional = spec.endsWith('?');
     const name = optional ? spec.slice(0, -1) : spec;
-    seen.add(name);
-    const v = (body as Record<string, unknown>)[name];
+    return { name, kind, optional, where: `${type}.${name}` };
+  })]),
+);
+
+/** Throws ERR_BAD_EVENT unless `body` is a valid body of event `type`. */
+export function validateBody(type: unknown, body: unknown): asserts type is EventType {
+  const fields = typeof type === 'string' && Object.hasOwn(COMPILED, type) ? COMPILED[type]! : null;
+  if (!fields) throw bad(`unknown event type ${JSON.stringify(type)}`, { type });
+  if (typeof body !== 'object' || body === null || Array.isArray(body) || body instanceof Uint8Array) throw bad(`${type}: body must be a map, got ${describe(body)}`, { type });
+  const b = body as Record<string, unknown>;
+  let present = 0;
+  for (const f of fields) {
+    const v = b[f.name];
     if (v === undefined) {
-      if (!optional) throw bad(`${type}: missing field "${name}"`, { type, field: name });
+      if (!f.optional) throw bad(`${type}: missing field "${f.name}"`, { type, field: f.name });
       continue;
     }
-    checkField(kind, v, `${type}.${name}`);
+    present++;
+    checkField(f.kind, v, f.where);
   }
-  for (const k of Object.keys(body)) {
-    if (!seen.has(k)) throw bad(`${type}: unknown field "${k}"`, { type, field: k });
+  let count = 0;
+  for (const k in b) if (Object.hasOwn(b, k)) count++;
+  if (count !== present) {
+    const unknown = Object.keys(b).find((k) => !fields.some((f) => f.name === k) || b[k] === undefined);
+    throw bad(`${type}: unknown (or undefined) field "${unknown}"`, { type, field: unknown });
   }
 }
