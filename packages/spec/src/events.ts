@@ -18,10 +18,11 @@ export type BodySchema = Readonly<Record<string, FieldKind>>;
 
 export const EVENT_SCHEMAS = {
   // --- pool ------------------------------------------------------------------------------------
-  /** The pool was created (or adopted) with these devices and geometry. First event of a journal's pool. */
+  /** The pool was created (or adopted) with these devices and geometry. First event of a journal's pool.
+   *  `devicePrefix`: thin devices are activated as `<devicePrefix>-<hash>` (`-base` for the base image). */
   PoolInitialised: {
     poolName: 'str', dataDevice: 'str', metadataDevice: 'str', loopback: 'bool',
-    dataSize: 'uint', metadataSize: 'uint', blockSize: 'uint', 'options?': 'strmap',
+    dataSize: 'uint', metadataSize: 'uint', blockSize: 'uint', 'options?': 'strmap', 'devicePrefix?': 'str',
   },
   /** The pool's data (and optionally metadata) device grew. Sizes in bytes. */
   PoolResized: { dataSize: 'uint', 'metadataSize?': 'uint' },
