@@ -4,7 +4,8 @@
  * `sync: true` LevelDB batch), and acknowledged only after that batch is durable. A failed commit is
  * fail-stop: the handle turns read-only and never reports success for data it could not make durable.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, linkSync, copyFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { ClassicLevel } from 'classic-level';
@@ -52,6 +53,8 @@ export interface ReadRange {
 export interface VerifyOptions {
   /** Called every few thousand records with the last verified seq (for progress display). */
   readonly onProgress?: (seq: number, total: number) => void;
+  /** Sees every record that verified, in order (e.g. `dump --verify` prints while it checks). */
+  readonly onRecord?: (rec: JournalRecord) => void;
 }
 
 export interface VerifyReport {
@@ -148,6 +151,39 @@ export class Journal {
     }
     return j;
   }
+
+  /**
+   * Opens a read-only copy of a journal that another process holds (LevelDB admits one process at a time):
+   * table files are hard-linked (LevelDB never rewrites them), the log and manifest are copied, and the copy
+   * is opened read-only. A commit in flight during the copy is either in it or not (LevelDB's recovery drops
+   * a partial log record), so the copy is a consistent prefix. The copy is deleted on close.
+   */
+  static async openSnapshot(dir: string, opts: Omit<OpenOptions, 'readOnly' | 'store'> = {}): Promise<Journal> {
+    const base = mkdtempSync(path.join(os.tmpdir(), 'thinjournal-snapshot-'));
+    const copy = path.join(base, 'journal');
+    mkdirSync(copy, { mode: 0o700 });
+    try {
+      for (const name of readdirSync(dir)) {
+        if (name === 'LOCK' || name === 'LOG' || name === 'LOG.old') continue;
+        const from = path.join(dir, name);
+        const to = path.join(copy, name);
+        if (/\.(ldb|sst)$/.test(name)) {
+          try { linkSync(from, to); } catch { copyFileSync(from, to); }
+        } else copyFileSync(from, to);
+      }
+      const j = await Journal.open(copy, { ...opts, readOnly: true });
+      j.cleanup = () => rmSync(base, { recursive: true, force: true });
+      return j;
+    } catch (err) {
+      rmSync(base, { recursive: true, force: true });
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new ThinjournalError('ERR_JOURNAL_CORRUPT', `journal ${dir} changed while it was copied; try again`, { cause: err, reason: 'open' });
+      }
+      throw err;
+    }
+  }
+
+  private cleanup: (() => void) | null = null;
 
   private async load(repair: boolean): Promise<void> {
     const m = await this.db.get(META_KEY);
@@ -436,6 +472,7 @@ export class Journal {
     const total = head?.seq ?? 0;
     let lastReport = 0;
     const v = new ChainVerifier((r) => {
+      opts.onRecord?.(r);
       if (opts.onProgress && r.seq - lastReport >= 10_000) { lastReport = r.seq; opts.onProgress(r.seq, total); }
     });
     // A chunk is checked once the next one is seen, so that the verifier knows which one is last (torn tail).
@@ -562,6 +599,7 @@ export class Journal {
       await this.db.close();
     } finally {
       openDirs.delete(path.resolve(this.dir));
+      this.cleanup?.();
     }
   }
 }
