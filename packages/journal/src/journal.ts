@@ -68,8 +68,18 @@ export interface Checkpoint<S = unknown> {
   readonly state: S;
 }
 
+export interface AppendOptions {
+  /**
+   * Default true: resolve only once the records are durable (a sync write). false: resolve once LevelDB has
+   * written them (they survive a crash of this process, not of the machine) and let the next sync write make
+   * them durable — for records recovery can re-derive, such as TransactionCommitted (protocol.md §2 step 4).
+   */
+  readonly sync?: boolean;
+}
+
 interface Pending {
   readonly events: readonly JournalEvent[];
+  readonly sync: boolean;
   readonly resolve: (records: JournalRecord[]) => void;
   readonly reject: (err: unknown) => void;
 }
@@ -110,8 +120,10 @@ export class Journal {
   private readonly actor: string;
   private readonly maxChunkRecords: number;
   private readonly maxChunkBytes: number;
-  /** Commits (sync writes) made by this handle: the group-commit count, for benchmarks and the protocol's sync budget. */
+  /** LevelDB writes (group commits) made by this handle. */
   commits = 0;
+  /** Of those, the ones with `sync: true` (the protocol's sync budget: ≤ 1 per operation). */
+  syncs = 0;
   /** What `repairTornTail` dropped at open, if anything. */
   repaired: { readonly fromSeq: number; readonly droppedBytes: number } | null = null;
 
@@ -271,7 +283,7 @@ export class Journal {
    * Appends events; resolves with their records once they are durable. Each event is validated first: one bad
    * event rejects the whole call with ERR_BAD_EVENT and nothing of it is written. Seqs follow call order.
    */
-  append(events: readonly JournalEvent[]): Promise<JournalRecord[]> {
+  append(events: readonly JournalEvent[], opts: AppendOptions = {}): Promise<JournalRecord[]> {
     if (!Array.isArray(events)) return Promise.reject(new TypeError('Journal.append: events must be an array'));
     if (this.closed) return Promise.reject(new ThinjournalError('ERR_JOURNAL_CLOSED', 'journal is closed'));
     if (this.readOnly) return Promise.reject(new ThinjournalError('ERR_JOURNAL_READONLY', 'journal was opened read-only'));
@@ -287,7 +299,7 @@ export class Journal {
     }
     if (events.length === 0) return Promise.resolve([]);
     return new Promise((resolve, reject) => {
-      this.queue.push({ events, resolve, reject });
+      this.queue.push({ events, sync: opts.sync !== false, resolve, reject });
       this.kick();
     });
   }
@@ -363,8 +375,11 @@ export class Journal {
       meta = { format: FORMAT_VERSION, journalId: randomBytes(16).toString('hex'), createdAt: ts };
       ops.push({ type: 'put', key: META_KEY, value: encodeMeta(meta) });
     }
+    // One write for the whole group; synced if any member asked for durability (a sync write also makes
+    // every earlier unsynced write durable: LevelDB's log is one file, fsynced up to its end).
+    const sync = accepted.some((a) => a.p.sync);
     try {
-      await this.db.batch(ops, { sync: true });
+      await this.db.batch(ops, { sync });
     } catch (err) {
       // Fail-stop: what reached the disk is unknown; nothing here is acknowledged, nothing later is accepted.
       this.failure = err;
@@ -374,6 +389,7 @@ export class Journal {
       return;
     }
     this.commits++;
+    if (sync) this.syncs++;
     this.meta = meta;
     this.lastSeq = seq;
     this.lastHash = prev;

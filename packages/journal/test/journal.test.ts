@@ -60,6 +60,26 @@ test('10,000 concurrent appends: contiguous seqs in call order, nothing lost, gr
   } finally { cleanup(); }
 });
 
+test('sync: false appends are written but share the next sync; a process kill keeps them', async () => {
+  const { dir, cleanup } = tmpdir('nosync');
+  try {
+    const j = await Journal.open(dir);
+    await j.append([created(0)]);
+    assert.is(j.syncs, 1);
+    const [r] = await j.append([{ type: 'TransactionCommitted', txId: 1, body: {} }], { sync: false });
+    assert.is(r!.seq, 2);
+    assert.is(j.syncs, 1, 'no sync for the outcome record');
+    assert.is(j.commits, 2);
+    // concurrent: one sync-wanting append in a group makes the whole group one sync write
+    await Promise.all([j.append([created(1)], { sync: false }), j.append([created(2)]), j.append([created(3)], { sync: false })]);
+    assert.ok(j.syncs <= 3, `${j.syncs}`);
+    await j.close();
+    const k = await Journal.open(dir);
+    assert.equal((await k.read()).map((x) => x.seq), [1, 2, 3, 4, 5]);
+    await k.close();
+  } finally { cleanup(); }
+});
+
 test('a large append spans several chunks and still reads and verifies', async () => {
   const { dir, cleanup } = tmpdir('chunks');
   try {
