@@ -1,0 +1,280 @@
+/**
+ * The Backend: everything the reconciler does to device-mapper, loop devices, block devices and
+ * filesystems, as one async interface with two implementations — KernelBackend (the native layer) and
+ * ModelBackend (an in-memory model of dm-thin). The conformance suite (test/src/conformance) runs the same
+ * cases against both.
+ *
+ * BackendBase holds what both share: input validation (names, ids, tables — ERR_DM_*, before any effect),
+ * the typed thin-pool wrappers over raw messages and status lines, and the suspend/create_snap/resume
+ * sequence. Implementations supply the `raw*` primitives, which mirror the kernel calls one to one.
+ */
+import { ThinjournalError } from '@thinjournal/spec';
+import { errnoOf } from './errors.js';
+import type { FsType } from './fs.js';
+import { checkDmName, checkThinId, checkTransactionId, checkUuid } from './names.js';
+import { parseThinPoolStatus, parseThinStatus, type ThinPoolStatus, type ThinPoolStatusOk, type ThinStatus } from './status.js';
+import { parseThinPoolTable, thinPoolTable, thinTable, type ParsedThinPoolTable, type TableLine, type ThinPoolTableSpec, type ThinTableSpec } from './tables.js';
+
+export interface DeviceInfo {
+  name: string;
+  uuid: string;
+  major: number;
+  minor: number;
+  openCount: number;
+  eventNr: number;
+  targetCount: number;
+  suspended: boolean;
+  readOnly: boolean;
+  activeTable: boolean;
+  inactiveTable: boolean;
+  deferredRemove: boolean;
+}
+
+export interface DeviceListEntry {
+  name: string;
+  major: number;
+  minor: number;
+}
+
+export interface RemoveResult {
+  /** The device is gone. */
+  removed: boolean;
+  /** The device was open: it is marked and goes away at its last close (only with `deferred: true`). */
+  deferred: boolean;
+}
+
+export interface PoolMetadata {
+  transactionId: number;
+  /** Thin device ids in the pool's committed metadata, ascending. */
+  ids: number[];
+}
+
+export interface MountState {
+  source: string;
+  fsType: string;
+  readOnly: boolean;
+}
+
+export interface MountOptions {
+  fsType: FsType;
+  readOnly?: boolean;
+  /** Filesystem-specific mount data, e.g. "nouuid" for an xfs snapshot. */
+  data?: string;
+}
+
+export interface Backend {
+  readonly kind: 'kernel' | 'model';
+  /** The node path of a dm device: /dev/mapper/<name> (KernelBackend creates it when missing; no udev). */
+  devicePath(name: string): string;
+
+  // ---- device-mapper, one call each ----
+  version(): Promise<{ major: number; minor: number; patch: number }>;
+  listDevices(): Promise<DeviceListEntry[]>;
+  /** null when no such device. */
+  info(name: string): Promise<DeviceInfo | null>;
+  /**
+   * Create + load + resume. If a later step fails the device is removed again: nothing half-made.
+   * An empty `table` creates a device without a table (DM_DEV_CREATE alone).
+   */
+  create(name: string, table: TableLine[], opts?: { uuid?: string; readOnly?: boolean }): Promise<DeviceInfo>;
+  /** Loads the inactive table; `resume` swaps it in. */
+  load(name: string, table: TableLine[], opts?: { readOnly?: boolean }): Promise<void>;
+  clear(name: string): Promise<void>;
+  suspend(name: string, opts?: { noFlush?: boolean }): Promise<void>;
+  resume(name: string): Promise<DeviceInfo>;
+  remove(name: string, opts?: { deferred?: boolean }): Promise<RemoveResult>;
+  table(name: string): Promise<TableLine[]>;
+  status(name: string, opts?: { noFlush?: boolean }): Promise<TableLine[]>;
+  /** A target message; the reply text or null. Note: the kernel accepts (and ignores) messages to a device without a live table. */
+  message(name: string, message: string, sector?: number): Promise<string | null>;
+
+  // ---- dm-thin, typed ----
+  createPool(name: string, spec: ThinPoolTableSpec, opts?: { uuid?: string }): Promise<DeviceInfo>;
+  activateThin(name: string, spec: ThinTableSpec, opts?: { uuid?: string; readOnly?: boolean }): Promise<DeviceInfo>;
+  poolTable(pool: string): Promise<ParsedThinPoolTable & { lengthSectors: number }>;
+  poolStatus(pool: string): Promise<ThinPoolStatus>;
+  /** poolStatus, refusing a pool in fail mode (ERR_DM_STATUS). */
+  poolStatusOk(pool: string): Promise<ThinPoolStatusOk>;
+  thinStatus(name: string): Promise<ThinStatus>;
+  createThin(pool: string, id: number): Promise<void>;
+  /** create_snap as is: for an active origin use snapshotActive (thin-provisioning.rst: suspend it first). */
+  createSnap(pool: string, id: number, originId: number): Promise<void>;
+  /** suspend(originDevice) → create_snap → resume(originDevice), resuming even when create_snap fails. */
+  snapshotActive(pool: string, id: number, originId: number, originDevice: string): Promise<void>;
+  deleteThin(pool: string, id: number): Promise<void>;
+  /** The kernel refuses (EINVAL) when `from` is not the pool's current transaction id. */
+  setTransactionId(pool: string, from: number, to: number): Promise<void>;
+  /** Committed metadata of an active pool (transaction id and thin ids). */
+  poolMetadata(pool: string): Promise<PoolMetadata>;
+  /** The same, read from a metadata device that no active pool uses (e.g. after a reboot). */
+  readMetadata(metadataDevice: string): Promise<PoolMetadata>;
+
+  // ---- loop and block devices ----
+  attachLoop(file: string, opts?: { readOnly?: boolean }): Promise<string>;
+  detachLoop(device: string): Promise<void>;
+  loopBackingFile(device: string): Promise<string>;
+  blockDeviceSize(device: string): Promise<number>;
+  zeroRange(device: string, offset: number, length: number): Promise<void>;
+  discard(device: string, offset: number, length: number): Promise<void>;
+  flush(device: string): Promise<void>;
+
+  // ---- filesystems ----
+  mkfs(device: string, type: FsType): Promise<void>;
+  growFs(device: string, mountPoint: string, type: FsType): Promise<void>;
+  probeFsType(device: string): Promise<FsType>;
+  mount(device: string, target: string, opts: MountOptions): Promise<void>;
+  umount(target: string, opts?: { detach?: boolean }): Promise<void>;
+  mounted(target: string): Promise<MountState | null>;
+}
+
+export abstract class BackendBase implements Backend {
+  abstract readonly kind: 'kernel' | 'model';
+  abstract devicePath(name: string): string;
+  abstract version(): Promise<{ major: number; minor: number; patch: number }>;
+  abstract listDevices(): Promise<DeviceListEntry[]>;
+
+  protected abstract rawInfo(name: string): Promise<DeviceInfo | null>;
+  protected abstract rawCreate(name: string, table: TableLine[], opts: { uuid?: string; readOnly?: boolean }): Promise<DeviceInfo>;
+  protected abstract rawLoad(name: string, table: TableLine[], opts: { readOnly?: boolean }): Promise<void>;
+  protected abstract rawClear(name: string): Promise<void>;
+  protected abstract rawSuspend(name: string, opts: { noFlush?: boolean }): Promise<void>;
+  protected abstract rawResume(name: string): Promise<DeviceInfo>;
+  protected abstract rawRemove(name: string, opts: { deferred?: boolean }): Promise<RemoveResult>;
+  protected abstract rawTable(name: string): Promise<TableLine[]>;
+  protected abstract rawStatus(name: string, opts: { noFlush?: boolean }): Promise<TableLine[]>;
+  protected abstract rawMessage(name: string, message: string, sector: number): Promise<string | null>;
+  abstract poolMetadata(pool: string): Promise<PoolMetadata>;
+  abstract readMetadata(metadataDevice: string): Promise<PoolMetadata>;
+  abstract attachLoop(file: string, opts?: { readOnly?: boolean }): Promise<string>;
+  abstract detachLoop(device: string): Promise<void>;
+  abstract loopBackingFile(device: string): Promise<string>;
+  abstract blockDeviceSize(device: string): Promise<number>;
+  abstract zeroRange(device: string, offset: number, length: number): Promise<void>;
+  abstract discard(device: string, offset: number, length: number): Promise<void>;
+  abstract flush(device: string): Promise<void>;
+  abstract mkfs(device: string, type: FsType): Promise<void>;
+  abstract growFs(device: string, mountPoint: string, type: FsType): Promise<void>;
+  abstract probeFsType(device: string): Promise<FsType>;
+  abstract mount(device: string, target: string, opts: MountOptions): Promise<void>;
+  abstract umount(target: string, opts?: { detach?: boolean }): Promise<void>;
+  abstract mounted(target: string): Promise<MountState | null>;
+
+  info(name: string): Promise<DeviceInfo | null> {
+    return this.rawInfo(checkDmName(name));
+  }
+  create(name: string, table: TableLine[], opts: { uuid?: string; readOnly?: boolean } = {}): Promise<DeviceInfo> {
+    checkDmName(name);
+    checkUuid(opts.uuid);
+    return this.rawCreate(name, checkTable(table), opts);
+  }
+  load(name: string, table: TableLine[], opts: { readOnly?: boolean } = {}): Promise<void> {
+    return this.rawLoad(checkDmName(name), checkTable(table), opts);
+  }
+  clear(name: string): Promise<void> {
+    return this.rawClear(checkDmName(name));
+  }
+  suspend(name: string, opts: { noFlush?: boolean } = {}): Promise<void> {
+    return this.rawSuspend(checkDmName(name), opts);
+  }
+  resume(name: string): Promise<DeviceInfo> {
+    return this.rawResume(checkDmName(name));
+  }
+  remove(name: string, opts: { deferred?: boolean } = {}): Promise<RemoveResult> {
+    return this.rawRemove(checkDmName(name), opts);
+  }
+  table(name: string): Promise<TableLine[]> {
+    return this.rawTable(checkDmName(name));
+  }
+  status(name: string, opts: { noFlush?: boolean } = {}): Promise<TableLine[]> {
+    return this.rawStatus(checkDmName(name), opts);
+  }
+  message(name: string, message: string, sector = 0): Promise<string | null> {
+    checkDmName(name);
+    if (typeof message !== 'string' || message.includes('\0')) throw new TypeError('message must be a string without NUL');
+    if (!Number.isSafeInteger(sector) || sector < 0) throw new ThinjournalError('ERR_DM_ARG', `sector ${sector} is not a non-negative safe integer`);
+    return this.rawMessage(name, message, sector);
+  }
+
+  createPool(name: string, spec: ThinPoolTableSpec, opts: { uuid?: string } = {}): Promise<DeviceInfo> {
+    return this.create(name, [thinPoolTable(spec)], opts);
+  }
+  activateThin(name: string, spec: ThinTableSpec, opts: { uuid?: string; readOnly?: boolean } = {}): Promise<DeviceInfo> {
+    return this.create(name, [thinTable(spec)], opts);
+  }
+  async poolTable(pool: string): Promise<ParsedThinPoolTable & { lengthSectors: number }> {
+    const line = single(await this.table(pool), 'thin-pool', pool);
+    return { ...parseThinPoolTable(line.params), lengthSectors: line.length };
+  }
+  async poolStatus(pool: string): Promise<ThinPoolStatus> {
+    return parseThinPoolStatus(single(await this.status(pool), 'thin-pool', pool).params);
+  }
+  /** poolStatus, refusing a failed pool (ERR_DM_STATUS). */
+  async poolStatusOk(pool: string): Promise<ThinPoolStatusOk> {
+    const s = await this.poolStatus(pool);
+    if (s.failed) throw new ThinjournalError('ERR_DM_STATUS', `pool ${pool} reports ${s.reason}`, { line: s.reason, device: pool });
+    return s;
+  }
+  async thinStatus(name: string): Promise<ThinStatus> {
+    return parseThinStatus(single(await this.status(name), 'thin', name).params);
+  }
+  async createThin(pool: string, id: number): Promise<void> {
+    checkThinId(id);
+    await this.message(pool, `create_thin ${id}`);
+  }
+  async createSnap(pool: string, id: number, originId: number): Promise<void> {
+    checkThinId(id);
+    checkThinId(originId, 'origin thin id');
+    await this.message(pool, `create_snap ${id} ${originId}`);
+  }
+  async snapshotActive(pool: string, id: number, originId: number, originDevice: string): Promise<void> {
+    checkThinId(id);
+    checkThinId(originId, 'origin thin id');
+    checkDmName(pool);
+    // thin-provisioning.rst: "If the origin is active you must suspend it before creating the snapshot
+    // to avoid corruption" — the suspend flushes and holds the origin's I/O while its mappings are shared.
+    await this.suspend(originDevice);
+    let failure: unknown = null;
+    try {
+      await this.message(pool, `create_snap ${id} ${originId}`);
+    } catch (err) {
+      failure = err;
+    }
+    // Always resume: a create_snap failure must not leave the origin's I/O frozen.
+    await this.resume(originDevice);
+    if (failure) throw failure;
+  }
+  async deleteThin(pool: string, id: number): Promise<void> {
+    checkThinId(id);
+    await this.message(pool, `delete ${id}`);
+  }
+  async setTransactionId(pool: string, from: number, to: number): Promise<void> {
+    checkTransactionId(from, 'current transaction id');
+    checkTransactionId(to, 'new transaction id');
+    await this.message(pool, `set_transaction_id ${from} ${to}`);
+  }
+}
+
+function checkTable(table: TableLine[]): TableLine[] {
+  if (!Array.isArray(table)) throw new TypeError('table must be an array of TableLine');
+  for (const t of table) {
+    if (!t || typeof t.type !== 'string' || typeof t.params !== 'string' || !Number.isSafeInteger(t.start) || !Number.isSafeInteger(t.length) || t.start < 0 || t.length < 0) {
+      throw new ThinjournalError('ERR_DM_TABLE', `malformed table line ${JSON.stringify(t)}`);
+    }
+    if (Buffer.byteLength(t.type) >= 16) throw new ThinjournalError('ERR_DM_TABLE', `target type ${JSON.stringify(t.type)} is over 15 bytes`);
+    if (t.params.includes('\0') || t.type.includes('\0')) throw new ThinjournalError('ERR_DM_TABLE', 'table line contains NUL');
+  }
+  return table;
+}
+
+function single(lines: TableLine[], type: string, name: string): TableLine {
+  const line = lines.length === 1 ? lines[0] : undefined;
+  if (!line || line.type !== type) {
+    throw new ThinjournalError('ERR_DM_STATUS', `${name} is not a single ${type} target (has ${lines.map((l) => l.type).join(', ') || 'no table'})`, { device: name });
+  }
+  return line;
+}
+
+/** True when the error is ERR_KERNEL ENXIO (no such dm device). */
+export function isNoDevice(err: unknown): boolean {
+  return errnoOf(err) === 'ENXIO';
+}

@@ -1,0 +1,219 @@
+/**
+ * KernelBackend: the Backend over @thinjournal/native (raw ioctls, no dmsetup, no libdevmapper).
+ * Every native errno error is rethrown as ERR_KERNEL with the native error as `cause` (see errors.ts).
+ * Policy that lives here, not in C++: retrying a loop attach when another process took the offered loop
+ * device (EBUSY), and reading thin ids through a metadata snapshot with thin_dump.
+ */
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { ThinjournalError } from '@thinjournal/spec';
+import { BackendBase, type DeviceInfo, type DeviceListEntry, type MountOptions, type MountState, type PoolMetadata, type RemoveResult } from './backend.js';
+import { errnoOf, fromNative } from './errors.js';
+import { growFs, mkfs, mounted, probeFsType, runTool, type FsType } from './fs.js';
+import type { TableLine } from './tables.js';
+
+type Native = typeof import('@thinjournal/native');
+
+let nativeModule: Native | null = null;
+/** Loads the addon on first use, so that importing @thinjournal/dm never needs it (ModelBackend does not). */
+export function loadNative(): Native {
+  if (nativeModule) return nativeModule;
+  try {
+    nativeModule = createRequire(import.meta.url)('@thinjournal/native') as Native;
+  } catch (err) {
+    throw new ThinjournalError('ERR_NATIVE_UNAVAILABLE', `@thinjournal/native cannot load: ${(err as Error).message}`, { cause: err });
+  }
+  return nativeModule;
+}
+
+async function call<T>(p: () => Promise<T>): Promise<T> {
+  try {
+    return await p();
+  } catch (err) {
+    throw fromNative(err);
+  }
+}
+
+function toSafe(n: number | bigint, what: string): number {
+  const v = typeof n === 'bigint' ? Number(n) : n;
+  if (!Number.isSafeInteger(v)) throw new ThinjournalError('ERR_DM_STATUS', `${what} ${String(n)} is beyond 2^53`);
+  return v;
+}
+
+function infoOf(i: import('@thinjournal/native').DmInfo): DeviceInfo {
+  return {
+    name: i.name, uuid: i.uuid, major: i.major, minor: i.minor, openCount: i.openCount, eventNr: i.eventNr,
+    targetCount: i.targetCount, suspended: i.suspended, readOnly: i.readOnly, activeTable: i.activeTable,
+    inactiveTable: i.inactiveTable, deferredRemove: i.deferredRemove,
+  };
+}
+
+function linesOf(ts: import('@thinjournal/native').DmTarget[]): TableLine[] {
+  return ts.map((t) => ({ start: toSafe(t.start, 'start'), length: toSafe(t.length, 'length'), type: t.type, params: t.params }));
+}
+
+/** Parses `thin_dump --skip-mappings` XML: the superblock's transaction and each <device dev_id>. */
+export function parseThinDump(xml: string): PoolMetadata {
+  const sb = /<superblock\b[^>]*\btransaction="(\d+)"/.exec(xml);
+  if (!sb) throw new ThinjournalError('ERR_DM_STATUS', 'thin_dump output has no superblock transaction', { line: xml.slice(0, 200) });
+  const ids = [...xml.matchAll(/<device\b[^>]*\bdev_id="(\d+)"/g)].map((m) => Number(m[1])).sort((a, b) => a - b);
+  return { transactionId: Number(sb[1]), ids };
+}
+
+export interface KernelBackendOptions {
+  /** Where device nodes are made (no udev is assumed). Default /dev/mapper. */
+  nodeDir?: string;
+}
+
+export class KernelBackend extends BackendBase {
+  readonly kind = 'kernel' as const;
+  readonly nodeDir: string;
+  private readonly n: Native;
+
+  constructor(opts: KernelBackendOptions = {}) {
+    super();
+    this.nodeDir = opts.nodeDir ?? '/dev/mapper';
+    this.n = loadNative();
+  }
+
+  /** The native module itself, for callers that need a call the Backend does not wrap (e.g. dmWaitEvent). */
+  get native(): Native {
+    return this.n;
+  }
+
+  devicePath(name: string): string {
+    return `${this.nodeDir}/${name}`;
+  }
+  async version() {
+    return call(() => this.n.dmVersion());
+  }
+  async listDevices(): Promise<DeviceListEntry[]> {
+    const list = await call(() => this.n.dmListDevices());
+    return list.map((d) => ({ name: d.name, major: d.major, minor: d.minor }));
+  }
+  protected async rawInfo(name: string): Promise<DeviceInfo | null> {
+    try {
+      return infoOf(await call(() => this.n.dmInfo(name)));
+    } catch (err) {
+      if (errnoOf(err) === 'ENXIO') return null;
+      throw err;
+    }
+  }
+  protected async rawCreate(name: string, table: TableLine[], opts: { uuid?: string; readOnly?: boolean }): Promise<DeviceInfo> {
+    // An empty table means DM_DEV_CREATE alone: the kernel refuses to load a table without targets.
+    const o: Parameters<Native['dmCreate']>[1] = table.length ? { table, nodeDir: this.nodeDir } : {};
+    if (opts.uuid !== undefined) o.uuid = opts.uuid;
+    if (opts.readOnly !== undefined) o.readOnly = opts.readOnly;
+    return infoOf(await call(() => this.n.dmCreate(name, o)));
+  }
+  protected async rawLoad(name: string, table: TableLine[], opts: { readOnly?: boolean }): Promise<void> {
+    await call(() => this.n.dmLoad(name, table, { readOnly: opts.readOnly ?? false }));
+  }
+  protected async rawClear(name: string): Promise<void> {
+    await call(() => this.n.dmClear(name));
+  }
+  protected async rawSuspend(name: string, opts: { noFlush?: boolean }): Promise<void> {
+    await call(() => this.n.dmSuspend(name, { noFlush: opts.noFlush ?? false }));
+  }
+  protected async rawResume(name: string): Promise<DeviceInfo> {
+    return infoOf(await call(() => this.n.dmResume(name, { nodeDir: this.nodeDir })));
+  }
+  protected async rawRemove(name: string, opts: { deferred?: boolean }): Promise<RemoveResult> {
+    return call(() => this.n.dmRemove(name, { deferred: opts.deferred ?? false, nodeDir: this.nodeDir }));
+  }
+  protected async rawTable(name: string): Promise<TableLine[]> {
+    return linesOf((await call(() => this.n.dmTable(name))).targets);
+  }
+  protected async rawStatus(name: string, opts: { noFlush?: boolean }): Promise<TableLine[]> {
+    return linesOf((await call(() => this.n.dmStatus(name, { noFlush: opts.noFlush ?? false }))).targets);
+  }
+  protected async rawMessage(name: string, message: string, sector: number): Promise<string | null> {
+    return call(() => this.n.dmMessage(name, sector, message));
+  }
+
+  /** The /dev node of a "major:minor" block device, through sysfs (DEVNAME in its uevent). */
+  async nodeOf(majMin: string): Promise<string> {
+    let text: string;
+    try {
+      text = await readFile(`/sys/dev/block/${majMin}/uevent`, 'utf8');
+    } catch (err) {
+      throw fromNative(err);
+    }
+    const m = /^DEVNAME=(.+)$/m.exec(text);
+    if (!m) throw new ThinjournalError('ERR_KERNEL', `no DEVNAME for block device ${majMin}`, { errnoName: 'ENODEV', syscall: 'sysfs', path: majMin });
+    return `/dev/${m[1]}`;
+  }
+
+  /**
+   * Reads an active pool's committed metadata without stopping it: reserve_metadata_snap (which commits
+   * first), `thin_dump --metadata-snap --skip-mappings`, release_metadata_snap. A snapshot someone else
+   * holds makes the reserve fail with EBUSY; that is reported, not worked around.
+   */
+  async poolMetadata(pool: string): Promise<PoolMetadata> {
+    const t = await this.poolTable(pool);
+    const meta = /^\d+:\d+$/.test(t.metadataDevice) ? await this.nodeOf(t.metadataDevice) : t.metadataDevice;
+    await this.message(pool, 'reserve_metadata_snap');
+    try {
+      const { stdout } = await runTool('thin_dump', ['--metadata-snap', '--skip-mappings', meta]);
+      return parseThinDump(stdout);
+    } finally {
+      await this.message(pool, 'release_metadata_snap');
+    }
+  }
+  async readMetadata(metadataDevice: string): Promise<PoolMetadata> {
+    const { stdout } = await runTool('thin_dump', ['--skip-mappings', metadataDevice]);
+    return parseThinDump(stdout);
+  }
+
+  async attachLoop(file: string, opts: { readOnly?: boolean } = {}): Promise<string> {
+    // LOOP_CTL_GET_FREE then LOOP_CONFIGURE is not atomic: another process may bind the offered device
+    // first (EBUSY). Asking again is safe; a few attempts cover real contention.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return (await call(() => this.n.loopAttach(file, { readOnly: opts.readOnly ?? false }))).device;
+      } catch (err) {
+        if (errnoOf(err) !== 'EBUSY' || attempt >= 5) throw err;
+      }
+    }
+  }
+  async detachLoop(device: string): Promise<void> {
+    await call(() => this.n.loopDetach(device));
+  }
+  async loopBackingFile(device: string): Promise<string> {
+    return call(() => this.n.loopBackingFile(device));
+  }
+  async blockDeviceSize(device: string): Promise<number> {
+    return toSafe(await call(() => this.n.blkSize(device)), 'device size');
+  }
+  async zeroRange(device: string, offset: number, length: number): Promise<void> {
+    await call(() => this.n.blkZeroOut(device, offset, length));
+  }
+  async discard(device: string, offset: number, length: number): Promise<void> {
+    await call(() => this.n.blkDiscard(device, offset, length));
+  }
+  async flush(device: string): Promise<void> {
+    await call(() => this.n.blkFlush(device));
+  }
+
+  mkfs(device: string, type: FsType): Promise<void> {
+    return mkfs(device, type);
+  }
+  growFs(device: string, mountPoint: string, type: FsType): Promise<void> {
+    return growFs(device, mountPoint, type);
+  }
+  probeFsType(device: string): Promise<FsType> {
+    return probeFsType(device);
+  }
+  async mount(device: string, target: string, opts: MountOptions): Promise<void> {
+    const flags = opts.readOnly ? this.n.sysConstants.MS_RDONLY : 0;
+    await call(() => this.n.mount(device, target, opts.fsType, flags, opts.data ?? ''));
+  }
+  async umount(target: string, opts: { detach?: boolean } = {}): Promise<void> {
+    await call(() => this.n.umount(target, opts.detach ? this.n.sysConstants.MNT_DETACH : 0));
+  }
+  async mounted(target: string): Promise<MountState | null> {
+    const m = await mounted(target);
+    return m ? { source: m.source, fsType: m.fsType, readOnly: m.options.includes('ro') } : null;
+  }
+}
+

@@ -1,0 +1,378 @@
+/**
+ * The conformance suite: the same cases against ModelBackend (model.test.ts, everywhere) and KernelBackend
+ * (test/src/kernel/conformance.kernel.test.ts, on a real device-mapper). A case states kernel behaviour;
+ * when the model and the kernel disagree, the kernel run is the arbiter and the model gets fixed.
+ */
+import type { Test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { errnoOf, thinPoolTable, parseThinTable, type Backend } from '../../../packages/dm/dist/src/index.js';
+import type { Harness, HarnessFactory } from './harness.js';
+
+const MiB = 1 << 20;
+
+/** Asserts that `p` rejects with ThinjournalError `code` (and, for ERR_KERNEL, errno `errnoName`). */
+export async function rejects(p: Promise<unknown> | (() => Promise<unknown>), code: string, errnoName?: string): Promise<unknown> {
+  try {
+    await (typeof p === 'function' ? p() : p);
+  } catch (err) {
+    const e = err as { code?: string; name?: string; message?: string };
+    assert.is(e.code, code, `expected ${code}${errnoName ? '/' + errnoName : ''}, got ${e.code}: ${e.message}`);
+    assert.is(e.name, 'ThinjournalError');
+    if (errnoName) assert.is(errnoOf(err), errnoName, `expected errno ${errnoName}, got ${errnoOf(err)}: ${e.message}`);
+    return err;
+  }
+  assert.unreachable(`expected rejection with ${code}${errnoName ? '/' + errnoName : ''}`);
+}
+
+export interface PoolFixture {
+  pool: string;
+  metaFile: string;
+  dataFile: string;
+  metaDev: string;
+  dataDev: string;
+  dataSectors: number;
+}
+
+/** A pool on two fresh loop devices: 16 MiB metadata (first 4 KiB zeroed, as fresh metadata must be), 64 MiB data. */
+export async function makePool(h: Harness, suffix = 'pool', opts: { lowWaterMarkBlocks?: number } = {}): Promise<PoolFixture> {
+  const b = h.backend;
+  const metaFile = await h.makeFile(16 * MiB);
+  const dataFile = await h.makeFile(64 * MiB);
+  const metaDev = await b.attachLoop(metaFile);
+  const dataDev = await b.attachLoop(dataFile);
+  await b.zeroRange(metaDev, 0, 4096);
+  const dataSectors = (await b.blockDeviceSize(dataDev)) / 512;
+  const pool = h.name(suffix);
+  await b.createPool(pool, { metadataDevice: metaDev, dataDevice: dataDev, lengthSectors: dataSectors, dataBlockSectors: 128, lowWaterMarkBlocks: opts.lowWaterMarkBlocks ?? 16 });
+  return { pool, metaFile, dataFile, metaDev, dataDev, dataSectors };
+}
+
+async function names(b: Backend, prefix: string): Promise<string[]> {
+  return (await b.listDevices()).map((d) => d.name).filter((n) => n.startsWith(prefix)).sort();
+}
+
+export function defineConformance(test: Test, makeHarness: HarnessFactory): void {
+  const cases: [string, (h: Harness) => Promise<void>][] = [];
+  const add = (name: string, fn: (h: Harness) => Promise<void>) => cases.push([name, fn]);
+
+  add('driver version is 4.x', async (h) => {
+    const v = await h.backend.version();
+    assert.is(v.major, 4);
+    assert.ok(v.minor >= 27, 'deferred remove needs 4.27');
+  });
+
+  add('a fresh pool reports transaction 0, exact totals, default modes, and its table parses back', async (h) => {
+    const b = h.backend;
+    const f = await makePool(h);
+    const s = await b.poolStatusOk(f.pool);
+    assert.is(s.transactionId, 0);
+    assert.is(s.totalDataBlocks, f.dataSectors / 128);
+    assert.is(s.usedDataBlocks, 0);
+    assert.is(s.totalMetadataBlocks, (16 * MiB) / 4096);
+    assert.ok(s.usedMetadataBlocks > 0 && s.usedMetadataBlocks < s.totalMetadataBlocks);
+    assert.is(s.heldMetadataRoot, null);
+    assert.is(s.mode, 'rw');
+    assert.is(s.discard, 'discard_passdown');
+    assert.is(s.noSpace, 'queue');
+    assert.is(s.needsCheck, false);
+    assert.is(s.metadataLowWaterMark, Math.min(1024, s.totalMetadataBlocks / 4));
+    const t = await b.poolTable(f.pool);
+    assert.is(t.dataBlockSectors, 128);
+    assert.is(t.lowWaterMarkBlocks, 16);
+    assert.is(t.lengthSectors, f.dataSectors);
+    assert.ok(/^\d+:\d+$/.test(t.metadataDevice) && /^\d+:\d+$/.test(t.dataDevice) && t.metadataDevice !== t.dataDevice);
+    assert.equal(t.features, { skipBlockZeroing: false, ignoreDiscard: false, noDiscardPassdown: false, readOnly: false, errorIfNoSpace: false });
+    const info = await b.info(f.pool);
+    assert.ok(info && info.activeTable && !info.suspended && !info.inactiveTable && info.openCount === 0);
+  });
+
+  add('pool features round-trip through the kernel table', async (h) => {
+    const b = h.backend;
+    const f = await makePool(h);
+    await b.remove(f.pool);
+    const pool2 = h.name('feat');
+    // existing metadata fixes the data block size: another one is refused
+    await rejects(b.create(pool2, [thinPoolTable({ metadataDevice: f.metaDev, dataDevice: f.dataDev, lengthSectors: f.dataSectors, dataBlockSectors: 256, lowWaterMarkBlocks: 8 })]), 'ERR_KERNEL', 'EINVAL');
+    await b.create(pool2, [thinPoolTable({ metadataDevice: f.metaDev, dataDevice: f.dataDev, lengthSectors: f.dataSectors, dataBlockSectors: 128, lowWaterMarkBlocks: 8, features: { skipBlockZeroing: true, errorIfNoSpace: true, noDiscardPassdown: true } })]);
+    const t = await b.poolTable(pool2);
+    assert.equal(t.features, { skipBlockZeroing: true, ignoreDiscard: false, noDiscardPassdown: true, readOnly: false, errorIfNoSpace: true });
+    const s = await b.poolStatusOk(pool2);
+    assert.is(s.noSpace, 'error');
+    assert.is(s.discard, 'no_discard_passdown');
+  });
+
+  add('create_thin and set_transaction_id follow the kernel rules, and bad messages change nothing', async (h) => {
+    const b = h.backend;
+    const { pool } = await makePool(h);
+    await b.createThin(pool, 0);
+    await rejects(b.createThin(pool, 0), 'ERR_KERNEL', 'EEXIST');
+    await b.setTransactionId(pool, 0, 1);
+    await rejects(b.setTransactionId(pool, 0, 2), 'ERR_KERNEL', 'EINVAL'); // mismatched transaction id
+    assert.is((await b.poolStatusOk(pool)).transactionId, 1);
+    await rejects(b.createSnap(pool, 5, 4), 'ERR_KERNEL', 'ENODATA');
+    await rejects(b.createSnap(pool, 0, 0), 'ERR_KERNEL', 'EEXIST');
+    await rejects(b.deleteThin(pool, 9), 'ERR_KERNEL', 'ENODATA');
+    // refused before the kernel: out of the 24-bit id space / not an integer
+    await rejects(() => b.createThin(pool, 1 << 24), 'ERR_DM_ARG');
+    await rejects(() => b.createThin(pool, 1.5), 'ERR_DM_ARG');
+    await rejects(() => b.setTransactionId(pool, -1, 2), 'ERR_DM_ARG');
+    // ... and by the kernel when sent raw
+    await rejects(b.message(pool, 'create_thin 16777216'), 'ERR_KERNEL', 'EINVAL');
+    await rejects(b.message(pool, 'create_thin 1x'), 'ERR_KERNEL', 'EINVAL');
+    await rejects(b.message(pool, 'create_thin'), 'ERR_KERNEL', 'EINVAL');
+    await rejects(b.message(pool, 'no_such_message 1'), 'ERR_KERNEL', 'EINVAL');
+    await rejects(b.message(pool, 'create_thin 3', 1 << 30), 'ERR_KERNEL', 'EINVAL'); // sector beyond the device
+    // the transaction id is not ordered: any new value is accepted when the old one matches
+    await b.setTransactionId(pool, 1, 0);
+    await b.setTransactionId(pool, 0, 7);
+    const md = await b.poolMetadata(pool);
+    assert.equal(md, { transactionId: 7, ids: [0] });
+    assert.is((await b.poolStatusOk(pool)).heldMetadataRoot, null, 'poolMetadata releases its metadata snapshot');
+  });
+
+  add('an active thin: status, busy delete, busy pool remove, then clean teardown', async (h) => {
+    const b = h.backend;
+    const f = await makePool(h);
+    await b.createThin(f.pool, 0);
+    const thin = h.name('t0');
+    const info = await b.activateThin(thin, { poolDevice: b.devicePath(f.pool), id: 0, lengthSectors: 32 * 2048 });
+    assert.ok(info.activeTable && !info.suspended);
+    assert.equal(await b.thinStatus(thin), { state: 'active', mappedSectors: 0, highestMappedSector: null });
+    assert.is((await b.info(f.pool))!.openCount, 1);
+    const t = parseThinTable((await b.table(thin))[0]!.params);
+    assert.is(t.id, 0);
+    assert.is(t.poolDevice, `${(await b.info(f.pool))!.major}:${(await b.info(f.pool))!.minor}`);
+    assert.is(await b.blockDeviceSize(b.devicePath(thin)), 32 * MiB);
+    await rejects(b.deleteThin(f.pool, 0), 'ERR_KERNEL', 'EBUSY');
+    await rejects(b.remove(f.pool), 'ERR_KERNEL', 'EBUSY');
+    assert.ok((await b.info(f.pool))!.activeTable, 'a refused remove leaves the pool as it was');
+    // the same thin id may be active on two devices at once
+    const again = h.name('t0b');
+    await b.activateThin(again, { poolDevice: b.devicePath(f.pool), id: 0, lengthSectors: 2048 });
+    assert.is((await b.info(f.pool))!.openCount, 2);
+    assert.equal(await b.remove(again), { removed: true, deferred: false });
+    assert.equal(await b.remove(thin), { removed: true, deferred: false });
+    assert.is(await b.info(thin), null);
+    await b.deleteThin(f.pool, 0);
+    assert.equal((await b.poolMetadata(f.pool)).ids, []);
+  });
+
+  add('snapshot of an active origin: suspend, create_snap, resume', async (h) => {
+    const b = h.backend;
+    const f = await makePool(h);
+    await b.createThin(f.pool, 0);
+    const origin = h.name('origin');
+    await b.activateThin(origin, { poolDevice: b.devicePath(f.pool), id: 0, lengthSectors: 8 * 2048 });
+    await b.snapshotActive(f.pool, 1, 0, origin);
+    assert.is((await b.info(origin))!.suspended, false);
+    await rejects(b.snapshotActive(f.pool, 1, 0, origin), 'ERR_KERNEL', 'EEXIST');
+    assert.is((await b.info(origin))!.suspended, false, 'resumed after a failed create_snap too');
+    const snap = h.name('snap');
+    await b.activateThin(snap, { poolDevice: b.devicePath(f.pool), id: 1, lengthSectors: 8 * 2048 });
+    assert.is((await b.thinStatus(snap)).state, 'active');
+    assert.equal((await b.poolMetadata(f.pool)).ids, [0, 1]);
+    if ('hazards' in b) assert.equal((b as { hazards: string[] }).hazards, []);
+  });
+
+  add('a failed create leaves nothing behind', async (h) => {
+    const b = h.backend;
+    const f = await makePool(h);
+    const before = await names(b, h.name(''));
+    const thin = h.name('nothin');
+    await rejects(b.activateThin(thin, { poolDevice: b.devicePath(f.pool), id: 7, lengthSectors: 2048 }), 'ERR_KERNEL', 'ENODATA');
+    assert.is(await b.info(thin), null);
+    await rejects(b.activateThin(thin, { poolDevice: h.missingPath(), id: 0, lengthSectors: 2048 }), 'ERR_KERNEL', 'ENODEV');
+    const bad = h.name('badpool');
+    const meta2 = await b.attachLoop(await h.makeFile(16 * MiB));
+    await rejects(b.create(bad, [{ start: 0, length: f.dataSectors, type: 'thin-pool', params: `${meta2} ${f.dataDev} 100 10` }]), 'ERR_KERNEL', 'EINVAL');
+    await rejects(b.create(bad, [{ start: 0, length: f.dataSectors * 2, type: 'thin-pool', params: `${meta2} ${f.dataDev} 128 10` }]), 'ERR_KERNEL', 'EINVAL');
+    await rejects(b.create(bad, [{ start: 0, length: f.dataSectors, type: 'thin-pool', params: `${meta2} ${f.dataDev} 128 10 1 no_such_feature` }]), 'ERR_KERNEL', 'EINVAL');
+    await rejects(b.create(bad, [{ start: 0, length: f.dataSectors, type: 'thin-pool', params: `${meta2} ${meta2} 128 10` }]), 'ERR_KERNEL', 'EINVAL');
+    await rejects(b.create(bad, [{ start: 0, length: f.dataSectors, type: 'thin-pool', params: `${h.missingPath()} ${f.dataDev} 128 10` }]), 'ERR_KERNEL', 'ENODEV');
+    // a second pool on metadata that a pool already uses
+    await rejects(b.create(bad, [{ start: 0, length: f.dataSectors, type: 'thin-pool', params: `${f.metaDev} ${f.dataDev} 128 10` }]), 'ERR_KERNEL', 'EBUSY');
+    assert.is(await b.info(bad), null);
+    // an existing name: refused, and the existing device is untouched
+    await rejects(b.create(f.pool, []), 'ERR_KERNEL', 'EBUSY');
+    assert.ok((await b.info(f.pool))!.activeTable);
+    assert.equal(await names(b, h.name('')), before);
+  });
+
+  add('names over DM limits and invalid tables are refused before the kernel', async (h) => {
+    const b = h.backend;
+    const f = await makePool(h);
+    const before = await names(b, '');
+    for (const bad of ['', 'a/b', '..', 'x'.repeat(128), 'é'.repeat(64)]) {
+      await rejects(() => b.create(bad, []), 'ERR_DM_NAME');
+      await rejects(() => b.info(bad), 'ERR_DM_NAME');
+      await rejects(() => b.message(bad, 'create_thin 1'), 'ERR_DM_NAME');
+      await rejects(() => b.remove(bad), 'ERR_DM_NAME');
+    }
+    const longest = h.name('') + 'x'.repeat(127 - h.name('').length);
+    assert.is(Buffer.byteLength(longest), 127);
+    await b.create(longest, []);
+    assert.equal(await b.remove(longest), { removed: true, deferred: false });
+    const spec = { metadataDevice: f.metaDev, dataDevice: f.dataDev, lengthSectors: f.dataSectors, dataBlockSectors: 128, lowWaterMarkBlocks: 10 };
+    await rejects(() => b.createPool(h.name('x'), { ...spec, dataBlockSectors: 100 }), 'ERR_DM_TABLE');
+    await rejects(() => b.createPool(h.name('x'), { ...spec, dataBlockSectors: 64 }), 'ERR_DM_TABLE');
+    await rejects(() => b.createPool(h.name('x'), { ...spec, lowWaterMarkBlocks: f.dataSectors / 128 }), 'ERR_DM_TABLE');
+    await rejects(() => b.createPool(h.name('x'), { ...spec, dataDevice: f.metaDev }), 'ERR_DM_TABLE');
+    await rejects(() => b.activateThin(h.name('x'), { poolDevice: b.devicePath(f.pool), id: -1, lengthSectors: 8 }), 'ERR_DM_TABLE');
+    await rejects(() => b.create(h.name('x'), [{ start: 0, length: 8, type: 'a-very-long-type-name', params: '' }]), 'ERR_DM_TABLE');
+    assert.equal(await names(b, ''), before);
+  });
+
+  add('messages and calls on a missing device are ENXIO', async (h) => {
+    const b = h.backend;
+    const ghost = h.name('ghost');
+    await rejects(b.createThin(ghost, 0), 'ERR_KERNEL', 'ENXIO');
+    await rejects(b.message(ghost, 'set_transaction_id 0 1'), 'ERR_KERNEL', 'ENXIO');
+    await rejects(b.suspend(ghost), 'ERR_KERNEL', 'ENXIO');
+    await rejects(b.resume(ghost), 'ERR_KERNEL', 'ENXIO');
+    await rejects(b.remove(ghost), 'ERR_KERNEL', 'ENXIO');
+    await rejects(b.status(ghost), 'ERR_KERNEL', 'ENXIO');
+    assert.is(await b.info(ghost), null);
+  });
+
+  add('a device without a table: messages succeed and do nothing; resume after suspend is EINVAL', async (h) => {
+    const b = h.backend;
+    const empty = h.name('empty');
+    const info = await b.create(empty, []);
+    assert.ok(!info.activeTable && !info.inactiveTable);
+    assert.is(await b.message(empty, 'create_thin 1'), null);
+    await b.resume(empty); // not suspended: nothing to do
+    assert.equal(await b.status(empty), []);
+    await b.suspend(empty);
+    assert.is((await b.info(empty))!.suspended, true);
+    await b.suspend(empty); // idempotent
+    await rejects(b.resume(empty), 'ERR_KERNEL', 'EINVAL'); // no table to resume with
+    assert.is((await b.info(empty))!.suspended, true);
+    assert.equal(await b.remove(empty), { removed: true, deferred: false });
+  });
+
+  add('load + resume swaps tables; clear drops the inactive one', async (h) => {
+    const b = h.backend;
+    const f = await makePool(h);
+    await b.createThin(f.pool, 0);
+    const thin = h.name('t');
+    await b.activateThin(thin, { poolDevice: b.devicePath(f.pool), id: 0, lengthSectors: 2048 });
+    await b.load(thin, [{ start: 0, length: 4096, type: 'thin', params: `${b.devicePath(f.pool)} 0` }]);
+    assert.is((await b.info(thin))!.inactiveTable, true);
+    assert.is((await b.table(thin))[0]!.length, 2048, 'the live table serves until resume');
+    await b.clear(thin);
+    assert.is((await b.info(thin))!.inactiveTable, false);
+    await b.load(thin, [{ start: 0, length: 4096, type: 'thin', params: `${b.devicePath(f.pool)} 0` }]);
+    await b.suspend(thin);
+    await b.resume(thin);
+    assert.is((await b.table(thin))[0]!.length, 4096);
+    assert.is(await b.blockDeviceSize(b.devicePath(thin)), 4096 * 512);
+    await rejects(b.load(thin, [{ start: 0, length: 4096, type: 'thin', params: `${b.devicePath(f.pool)} 99` }]), 'ERR_KERNEL', 'ENODATA');
+    assert.is((await b.info(thin))!.inactiveTable, false, 'a failed load leaves no inactive table');
+  });
+
+  add('remove of an open device: EBUSY, or deferred until the last close', async (h) => {
+    const b = h.backend;
+    const f = await makePool(h);
+    await b.createThin(f.pool, 0);
+    const thin = h.name('held');
+    await b.activateThin(thin, { poolDevice: b.devicePath(f.pool), id: 0, lengthSectors: 2048 });
+    const release = await h.hold(b.devicePath(thin));
+    assert.is((await b.info(thin))!.openCount, 1);
+    await rejects(b.remove(thin), 'ERR_KERNEL', 'EBUSY');
+    assert.equal(await b.remove(thin, { deferred: true }), { removed: false, deferred: true });
+    assert.is((await b.info(thin))!.deferredRemove, true);
+    await release();
+    assert.is(await b.info(thin), null);
+  });
+
+  add('pool metadata persists across pool re-creation on the same metadata device', async (h) => {
+    const b = h.backend;
+    const f = await makePool(h);
+    await b.createThin(f.pool, 0);
+    await b.createSnap(f.pool, 1, 0);
+    await b.setTransactionId(f.pool, 0, 5);
+    await b.remove(f.pool);
+    assert.equal(await b.readMetadata(f.metaDev), { transactionId: 5, ids: [0, 1] });
+    await b.createPool(f.pool, { metadataDevice: f.metaDev, dataDevice: f.dataDev, lengthSectors: f.dataSectors, dataBlockSectors: 128, lowWaterMarkBlocks: 16 });
+    assert.is((await b.poolStatusOk(f.pool)).transactionId, 5);
+    await b.activateThin(h.name('t1'), { poolDevice: b.devicePath(f.pool), id: 1, lengthSectors: 2048 });
+    // zeroing the superblock (pool removed first) gives a fresh pool
+    await b.remove(h.name('t1'));
+    await b.remove(f.pool);
+    await b.zeroRange(f.metaDev, 0, 4096);
+    await b.createPool(f.pool, { metadataDevice: f.metaDev, dataDevice: f.dataDev, lengthSectors: f.dataSectors, dataBlockSectors: 128, lowWaterMarkBlocks: 16 });
+    assert.equal(await b.poolMetadata(f.pool), { transactionId: 0, ids: [] });
+  });
+
+  add('a message is committed when it returns (crash image of the metadata device)', async (h) => {
+    const b = h.backend;
+    const f = await makePool(h);
+    await b.createThin(f.pool, 3);
+    await b.createSnap(f.pool, 4, 3);
+    await b.setTransactionId(f.pool, 0, 1);
+    // No status, suspend or flush in between: those commit too. The image holds what dm-thin wrote.
+    const image = await h.crashImage(f.metaFile);
+    const dev = await b.attachLoop(image, { readOnly: true });
+    assert.equal(await b.readMetadata(dev), { transactionId: 1, ids: [3, 4] });
+    await b.detachLoop(dev);
+  });
+
+  add('loop devices: missing file, read-only filesystem, backing file, size', async (h) => {
+    const b = h.backend;
+    await rejects(b.attachLoop(h.missingPath()), 'ERR_KERNEL', 'ENOENT');
+    const ro = await h.makeFile(MiB, { readOnlyFs: true });
+    await rejects(b.attachLoop(ro), 'ERR_KERNEL', 'EROFS');
+    const roDev = await b.attachLoop(ro, { readOnly: true });
+    assert.is(await b.loopBackingFile(roDev), ro);
+    await b.detachLoop(roDev);
+    const file = await h.makeFile(3 * MiB);
+    const dev = await b.attachLoop(file);
+    assert.is(await b.blockDeviceSize(dev), 3 * MiB);
+    assert.is(await b.loopBackingFile(dev), file);
+    await b.detachLoop(dev);
+    await rejects(b.loopBackingFile(dev), 'ERR_KERNEL', 'ENXIO');
+  });
+
+  add('filesystems: probe, mkfs, mount, busy remove, umount, snapshot keeps the filesystem', async (h) => {
+    const b = h.backend;
+    const f = await makePool(h);
+    await b.createThin(f.pool, 0);
+    const thin = h.name('fs');
+    await b.activateThin(thin, { poolDevice: b.devicePath(f.pool), id: 0, lengthSectors: 32 * 2048 });
+    const dev = b.devicePath(thin);
+    await rejects(b.probeFsType(dev), 'ERR_FS_UNKNOWN');
+    await b.mkfs(dev, 'ext4');
+    assert.is(await b.probeFsType(dev), 'ext4');
+    await rejects(b.mount(dev, h.missingPath(), { fsType: 'ext4' }), 'ERR_KERNEL', 'ENOENT');
+    const dir = await h.makeDir();
+    await b.mount(dev, dir, { fsType: 'ext4' });
+    const m = await b.mounted(dir);
+    assert.ok(m && m.fsType === 'ext4' && !m.readOnly, JSON.stringify(m));
+    await rejects(b.remove(thin), 'ERR_KERNEL', 'EBUSY');
+    await b.umount(dir);
+    assert.is(await b.mounted(dir), null);
+    await rejects(b.umount(dir), 'ERR_KERNEL', 'EINVAL');
+    await b.remove(thin);
+    await b.createSnap(f.pool, 1, 0);
+    const snap = h.name('fssnap');
+    await b.activateThin(snap, { poolDevice: b.devicePath(f.pool), id: 1, lengthSectors: 32 * 2048 });
+    assert.is(await b.probeFsType(b.devicePath(snap)), 'ext4');
+    await b.mount(b.devicePath(snap), dir, { fsType: 'ext4', readOnly: true });
+    assert.is((await b.mounted(dir))!.readOnly, true);
+    await b.umount(dir);
+    assert.is((await b.thinStatus(snap)).state, 'active');
+    assert.ok(((await b.thinStatus(snap)) as { mappedSectors: number }).mappedSectors > 0);
+  });
+
+  for (const [name, fn] of cases) {
+    test(name, async () => {
+      const h = await makeHarness(name);
+      try {
+        await fn(h);
+      } finally {
+        await h.cleanup();
+      }
+    });
+  }
+}
+

@@ -1,0 +1,99 @@
+/**
+ * The conformance harness on a real kernel: files in a fresh temporary directory, read-only files on a
+ * tmpfs remounted read-only, holds as open file descriptors, crash images as copies of backing files.
+ * cleanup() unmounts, removes this case's dm devices (prefix match) and detaches its loop devices.
+ */
+import { mkdtemp, open, readFile, readdir, rm, mkdir, truncate, writeFile, copyFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { KernelBackend, errnoOf, parseMountInfo } from '../../../packages/dm/dist/src/index.js';
+import type { Harness } from '../conformance/harness.js';
+
+let shared: KernelBackend | null = null;
+let caseNo = 0;
+
+export class KernelHarness implements Harness {
+  readonly backend: KernelBackend;
+  private n = 0;
+  private constructor(readonly dir: string, private readonly prefix: string) {
+    this.backend = shared ??= new KernelBackend();
+  }
+  static async create(): Promise<KernelHarness> {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'tjk-'));
+    return new KernelHarness(dir, `tjk${process.pid}-${caseNo++}`);
+  }
+  name(suffix: string): string {
+    return `${this.prefix}-${suffix}`;
+  }
+  async makeFile(bytes: number, opts: { readOnlyFs?: boolean } = {}): Promise<string> {
+    if (!opts.readOnlyFs) {
+      const p = path.join(this.dir, `f${this.n++}`);
+      await writeFile(p, '');
+      await truncate(p, bytes);
+      return p;
+    }
+    const n = this.backend.native;
+    const mnt = path.join(this.dir, `ro${this.n++}`);
+    await mkdir(mnt);
+    await n.mount('tmpfs', mnt, 'tmpfs', 0, `size=${bytes + (1 << 20)}`);
+    const p = path.join(mnt, 'file');
+    await writeFile(p, Buffer.alloc(bytes));
+    await n.mount('tmpfs', mnt, 'tmpfs', n.sysConstants.MS_REMOUNT | n.sysConstants.MS_RDONLY);
+    return p;
+  }
+  async makeDir(): Promise<string> {
+    const p = path.join(this.dir, `d${this.n++}`);
+    await mkdir(p);
+    return p;
+  }
+  missingPath(): string {
+    return path.join(this.dir, `missing${this.n++}`);
+  }
+  async hold(devicePath: string): Promise<() => Promise<void>> {
+    const fh = await open(devicePath, 'r');
+    return async () => fh.close();
+  }
+  async crashImage(file: string): Promise<string> {
+    const p = path.join(this.dir, `image${this.n++}`);
+    await copyFile(file, p);
+    return p;
+  }
+  async cleanup(): Promise<void> {
+    const b = this.backend;
+    const mounts = parseMountInfo(await readFile('/proc/self/mountinfo', 'utf8'))
+      .filter((m) => m.mountPoint.startsWith(this.dir + '/'))
+      .sort((a, b2) => b2.mountPoint.length - a.mountPoint.length);
+    for (const m of mounts) await b.umount(m.mountPoint, { detach: true }).catch(() => {});
+    // Devices stack (thin on pool): remove what can go, repeat while that makes progress.
+    for (let pass = 0; pass < 6; pass++) {
+      const mine = (await b.listDevices()).filter((d) => d.name.startsWith(this.prefix + '-'));
+      if (mine.length === 0) break;
+      for (const d of mine) {
+        await b.resume(d.name).catch(() => {});
+        await b.remove(d.name).catch((err) => {
+          if (errnoOf(err) !== 'EBUSY' && errnoOf(err) !== 'ENXIO') throw err;
+        });
+      }
+    }
+    for (const ent of await readdir('/sys/block')) {
+      if (!ent.startsWith('loop')) continue;
+      const backing = await readFile(`/sys/block/${ent}/loop/backing_file`, 'utf8').catch(() => '');
+      if (backing.startsWith(this.dir + '/')) await b.detachLoop(`/dev/${ent}`).catch(() => {});
+    }
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Why the kernel suite cannot run here, or null when it can. */
+export async function kernelUnavailable(): Promise<string | null> {
+  if (process.getuid?.() !== 0) return 'not root';
+  try {
+    await readFile('/proc/misc', 'utf8').then((t) => {
+      if (!/\bdevice-mapper\b/.test(t)) throw new Error('no device-mapper in /proc/misc');
+    });
+    new KernelBackend();
+  } catch (err) {
+    return (err as Error).message;
+  }
+  return null;
+}
