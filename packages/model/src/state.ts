@@ -1,0 +1,632 @@
+/**
+ * State and evolve: events → state.
+ *
+ * Transactions (journal-spec/events.md "Transactions"). Pool-metadata events — BaseImageCreated,
+ * DeviceCreated, SnapshotCreated, DeviceDeleted, PoolResized — only occur inside a transaction: after a
+ * TransactionBegan stamped T+1 (T = state.txId, the last committed pool transaction id) and stamped T+1
+ * themselves. They are checked against the committed state plus the transaction's earlier events, then kept
+ * aside in `state.pending`; the committed state does not show them. TransactionCommitted (T+1) applies them
+ * and sets txId = T+1; TransactionRolledBack (T+1) drops them and txId stays T.
+ * One exception, deliberately: the device-id cursor `nextDeviceId` advances when an id is allocated in an
+ * intent and does NOT go back on rollback. The kernel may still hold a rolled-back id (a create_thin that
+ * reached the metadata before the crash), so the id must not be handed out again soon (see decide.ts).
+ * Only one transaction may be pending at a time.
+ *
+ * All other events (activation, mounts, DeletionDeferred, DeviceResized, Checkpoint) do not change pool
+ * metadata: they carry the committed txId T and apply at once. They may not touch a device that the pending
+ * transaction creates or deletes.
+ *
+ * An event that cannot apply is ERR_EVENT_CONFLICT, and the state is unchanged.
+ *
+ * Costs: `evolve` is the pure reference; it shares structure with its input and copies the device map only
+ * when the event changes a device (O(devices)). `Projection` applies the same code in place with
+ * copy-on-write snapshots, O(1) per event: use it for replay and for the driver's live state.
+ */
+import { createHash } from 'node:crypto';
+import { ThinjournalError, type JournalEvent, type EventType } from '@thinjournal/spec';
+import { MAX_DEVICE_ID, isValidBlockSize } from './validate.js';
+
+export interface PoolInfo {
+  readonly poolName: string;
+  /** thin devices are activated as `<devicePrefix>-<hash>` (`<devicePrefix>-base` for the base image). */
+  readonly devicePrefix: string;
+  readonly dataDevice: string;
+  readonly metadataDevice: string;
+  readonly loopback: boolean;
+  readonly dataSize: number;
+  readonly metadataSize: number;
+  readonly blockSize: number;
+  /** the dm.* options in force when the pool was initialised (see options.ts effectiveOptions). */
+  readonly options: Readonly<Record<string, string>>;
+}
+
+export interface BaseInfo {
+  readonly hash: string;
+  readonly deviceId: number;
+  readonly fs: string;
+  readonly uuid: string;
+}
+
+export interface MountPoint {
+  readonly path: string;
+  readonly options: string | null;
+}
+
+export interface Device {
+  readonly hash: string;
+  /** dm-thin device id, 0 … 2^24−1, unique among devices (deletion-deferred ones included). */
+  readonly deviceId: number;
+  /** bytes */
+  readonly size: number;
+  /** the snapshot's origin; null for the base image and for empty devices (DeviceCreated). */
+  readonly parentHash: string | null;
+  /** the pool transaction id that created it. */
+  readonly txId: number;
+  /** carries a filesystem (the base image after mkfs, and its snapshots); false for empty thin devices. */
+  readonly initialised: boolean;
+  /** a dm device for it exists (as far as the journal knows). */
+  readonly active: boolean;
+  /** the dm device name while active, else null. */
+  readonly dmName: string | null;
+  /** deactivated with deferred removal: the kernel removes the dm device on last close. Implies active. */
+  readonly removalDeferred: boolean;
+  /** sorted by path; unique paths. */
+  readonly mounts: readonly MountPoint[];
+  /** deletion was requested while busy (Docker's `Deleted`): the device awaits deferred deletion. */
+  readonly deletionDeferred: boolean;
+}
+
+export interface PendingTransaction {
+  readonly txId: number;
+  readonly op: string;
+  readonly hash: string | null;
+  /** the transaction's pool-metadata events so far, in journal order; applied on commit. */
+  readonly events: readonly JournalEvent[];
+}
+
+export interface State {
+  readonly pool: PoolInfo | null;
+  /** the last committed pool transaction id. */
+  readonly txId: number;
+  /** Docker's NextDeviceID: the last id handed out; allocation continues at the next one (decide.ts). */
+  readonly nextDeviceId: number;
+  readonly base: BaseInfo | null;
+  /** committed devices by hash. */
+  readonly devices: ReadonlyMap<string, Device>;
+  /** index: device id → hash (derived from devices). */
+  readonly deviceIds: ReadonlyMap<number, string>;
+  /** index: parent hash → number of snapshots of it (derived from devices). */
+  readonly childCounts: ReadonlyMap<string, number>;
+  /** hashes awaiting deferred deletion, sorted (derived from devices). */
+  readonly deferredDeletions: readonly string[];
+  readonly pending: PendingTransaction | null;
+}
+
+const EMPTY_MOUNTS: readonly MountPoint[] = Object.freeze([]);
+
+export const initialState: State = Object.freeze({
+  pool: null,
+  txId: 0,
+  nextDeviceId: 0,
+  base: null,
+  devices: new Map<string, Device>(),
+  deviceIds: new Map<number, string>(),
+  childCounts: new Map<string, number>(),
+  deferredDeletions: Object.freeze([]) as readonly string[],
+  pending: null,
+});
+
+/** The events that change pool metadata and so belong inside a transaction. */
+export const TRANSACTIONAL_EVENTS: ReadonlySet<EventType> = new Set<EventType>([
+  'BaseImageCreated', 'DeviceCreated', 'SnapshotCreated', 'DeviceDeleted', 'PoolResized',
+]);
+
+function conflict(e: { type: string; txId: number }, why: string, details: Record<string, unknown> = {}): ThinjournalError {
+  return new ThinjournalError('ERR_EVENT_CONFLICT', `${e.type} (txId ${e.txId}) cannot apply: ${why}`, { type: e.type, txId: e.txId, ...details });
+}
+
+/** What an event must look like to evolve; records from the journal fit (type, txId, body). */
+export interface EventLike {
+  readonly type: string;
+  readonly txId: number;
+  readonly body: Readonly<Record<string, unknown>>;
+}
+
+/** The changes of the pending transaction, over the committed state. */
+interface Overlay {
+  /** hash → the device as the transaction leaves it; null = deleted. */
+  readonly devices: Map<string, Device | null>;
+  /** device id → owner; null = freed. */
+  readonly ids: Map<number, string | null>;
+  /** parent hash → change in its snapshot count. */
+  readonly childDelta: Map<string, number>;
+  pool: PoolInfo | null;
+  base: BaseInfo | null;
+  baseSet: boolean;
+}
+
+interface WorkPending {
+  readonly txId: number;
+  readonly op: string;
+  readonly hash: string | null;
+  readonly events: JournalEvent[];
+  readonly ov: Overlay;
+}
+
+function newOverlay(): Overlay {
+  return { devices: new Map(), ids: new Map(), childDelta: new Map(), pool: null, base: null, baseSet: false };
+}
+
+/**
+ * The mutable engine behind evolve and Projection. Maps are copy-on-write: a snapshot marks them shared,
+ * and the first later write copies them, so every State handed out stays immutable.
+ */
+class Work {
+  pool: PoolInfo | null = null;
+  txId = 0;
+  nextDeviceId = 0;
+  base: BaseInfo | null = null;
+  devices: Map<string, Device> = new Map();
+  ids: Map<number, string> = new Map();
+  children: Map<string, number> = new Map();
+  deferred: Set<string> = new Set();
+  pending: WorkPending | null = null;
+  private shared = false;
+  private deferredSorted: readonly string[] | null = Object.freeze([]) as readonly string[];
+  private last: State | null = null;
+
+  static from(s: State): Work {
+    const w = new Work();
+    w.pool = s.pool;
+    w.txId = s.txId;
+    w.nextDeviceId = s.nextDeviceId;
+    w.base = s.base;
+    w.devices = s.devices as Map<string, Device>;
+    w.ids = s.deviceIds as Map<number, string>;
+    w.children = s.childCounts as Map<string, number>;
+    w.deferred = new Set(s.deferredDeletions);
+    w.deferredSorted = s.deferredDeletions;
+    w.shared = true;
+    w.last = s;
+    if (s.pending) {
+      const p = s.pending;
+      w.pending = { txId: p.txId, op: p.op, hash: p.hash, events: [], ov: newOverlay() };
+      // Rebuild the overlay; the events applied before, so they apply again. Re-applying moves the cursor,
+      // which must stay where the state has it.
+      for (const e of p.events) w.apply(e);
+      w.nextDeviceId = s.nextDeviceId;
+      w.last = s;
+    }
+    return w;
+  }
+
+  private own(): void {
+    if (this.shared) {
+      this.devices = new Map(this.devices);
+      this.ids = new Map(this.ids);
+      this.children = new Map(this.children);
+      this.shared = false;
+    }
+    this.last = null;
+  }
+
+  snapshot(): State {
+    if (this.last) return this.last;
+    if (this.deferredSorted === null) this.deferredSorted = Object.freeze([...this.deferred].sort());
+    const p = this.pending;
+    this.shared = true;
+    this.last = Object.freeze({
+      pool: this.pool,
+      txId: this.txId,
+      nextDeviceId: this.nextDeviceId,
+      base: this.base,
+      devices: this.devices,
+      deviceIds: this.ids,
+      childCounts: this.children,
+      deferredDeletions: this.deferredSorted,
+      pending: p && Object.freeze({ txId: p.txId, op: p.op, hash: p.hash, events: Object.freeze(p.events.slice()) }),
+    });
+    return this.last;
+  }
+
+  // --- reads through the pending overlay (for pool-metadata events) --------------------------------
+  private viewDevice(h: string): Device | undefined {
+    const ov = this.pending?.ov;
+    if (ov && ov.devices.has(h)) return ov.devices.get(h) ?? undefined;
+    return this.devices.get(h);
+  }
+  private viewIdOwner(id: number): string | undefined {
+    const ov = this.pending?.ov;
+    if (ov && ov.ids.has(id)) return ov.ids.get(id) ?? undefined;
+    return this.ids.get(id);
+  }
+  private viewChildren(h: string): number {
+    return (this.children.get(h) ?? 0) + (this.pending?.ov.childDelta.get(h) ?? 0);
+  }
+  private viewPool(): PoolInfo | null {
+    return this.pending?.ov.pool ?? this.pool;
+  }
+  private viewBase(): BaseInfo | null {
+    const ov = this.pending?.ov;
+    return ov && ov.baseSet ? ov.base : this.base;
+  }
+
+  // --- writes to the committed state --------------------------------------------------------------
+  private setDevice(d: Device): void {
+    this.own();
+    const before = this.devices.get(d.hash);
+    this.devices.set(d.hash, d);
+    if ((before?.deletionDeferred ?? false) !== d.deletionDeferred) {
+      if (d.deletionDeferred) this.deferred.add(d.hash); else this.deferred.delete(d.hash);
+      this.deferredSorted = null;
+    }
+  }
+
+  apply(e: EventLike): void {
+    const b = e.body as Record<string, any>;
+    if (TRANSACTIONAL_EVENTS.has(e.type as EventType)) return this.applyInTransaction(e, b);
+    switch (e.type) {
+      case 'PoolInitialised': {
+        if (this.pool) throw conflict(e, `the pool is already initialised (${this.pool.poolName})`);
+        if (this.pending) throw conflict(e, 'a transaction is pending');
+        if (!isValidBlockSize(b.blockSize)) throw conflict(e, `block size ${b.blockSize} is not a multiple of 64 KiB in 64 KiB…1 GiB`);
+        if (b.dataSize < b.blockSize) throw conflict(e, `data size ${b.dataSize} is smaller than one block`);
+        const name: string = b.poolName;
+        this.last = null;
+        this.pool = Object.freeze({
+          poolName: name,
+          devicePrefix: b.devicePrefix ?? (name.endsWith('-pool') ? name.slice(0, -'-pool'.length) : name),
+          dataDevice: b.dataDevice, metadataDevice: b.metadataDevice, loopback: b.loopback,
+          dataSize: b.dataSize, metadataSize: b.metadataSize, blockSize: b.blockSize,
+          options: Object.freeze({ ...(b.options ?? {}) }),
+        });
+        // The pool's transaction id when it was created (0) or adopted.
+        this.txId = e.txId;
+        return;
+      }
+      case 'TransactionBegan': {
+        if (!this.pool) throw conflict(e, 'the pool is not initialised');
+        if (this.pending) throw conflict(e, `transaction ${this.pending.txId} (${this.pending.op}) is still pending`);
+        if (e.txId !== this.txId + 1) throw conflict(e, `expected txId ${this.txId + 1} (committed ${this.txId} + 1)`);
+        this.last = null;
+        this.pending = { txId: e.txId, op: b.op, hash: b.hash ?? null, events: [], ov: newOverlay() };
+        return;
+      }
+      case 'TransactionCommitted':
+      case 'TransactionRolledBack': {
+        const p = this.pending;
+        if (!p) throw conflict(e, 'no transaction is pending');
+        if (e.txId !== p.txId) throw conflict(e, `the pending transaction is ${p.txId}`);
+        if (e.type === 'TransactionCommitted') this.commit(p);
+        this.last = null;
+        this.pending = null;
+        return;
+      }
+      case 'Checkpoint':
+        this.checkCurrentTx(e);
+        return;
+      default:
+        return this.applyOutsideTransaction(e, b);
+    }
+  }
+
+  private checkCurrentTx(e: EventLike): void {
+    if (e.txId !== this.txId) throw conflict(e, `expected the committed txId ${this.txId}`);
+  }
+
+  /** A device for an event outside transactions: committed, and not being created or deleted by the pending one. */
+  private liveDevice(e: EventLike, hash: string): Device {
+    this.checkCurrentTx(e);
+    const d = this.devices.get(hash);
+    if (!d) throw conflict(e, `no device ${JSON.stringify(hash)}`, { hash });
+    if (this.pending?.ov.devices.has(hash)) throw conflict(e, `device ${JSON.stringify(hash)} is part of pending transaction ${this.pending.txId}`, { hash });
+    return d;
+  }
+
+  private applyOutsideTransaction(e: EventLike, b: Record<string, any>): void {
+    if (!this.pool) throw conflict(e, 'the pool is not initialised');
+    const d = this.liveDevice(e, b.hash);
+    const q = (s: string) => JSON.stringify(s);
+    switch (e.type) {
+      case 'DeviceActivated': {
+        if (b.deviceId !== d.deviceId) throw conflict(e, `device ${q(d.hash)} has id ${d.deviceId}, not ${b.deviceId}`);
+        if (b.size !== d.size) throw conflict(e, `device ${q(d.hash)} has size ${d.size}, not ${b.size}`);
+        if (d.deletionDeferred) throw conflict(e, `device ${q(d.hash)} awaits deferred deletion`);
+        // Activating a device whose removal was deferred cancels the deferred removal.
+        if (d.active && !d.removalDeferred) throw conflict(e, `device ${q(d.hash)} is already active`);
+        return this.setDevice({ ...d, active: true, dmName: b.name, removalDeferred: false });
+      }
+      case 'DeviceDeactivated': {
+        if (!d.active) throw conflict(e, `device ${q(d.hash)} is not active`);
+        if (d.mounts.length) throw conflict(e, `device ${q(d.hash)} is mounted at ${d.mounts[0]!.path}`);
+        if (b.deferred) {
+          if (d.removalDeferred) throw conflict(e, `removal of ${q(d.hash)} is already deferred`);
+          return this.setDevice({ ...d, removalDeferred: true });
+        }
+        return this.setDevice({ ...d, active: false, dmName: null, removalDeferred: false });
+      }
+      case 'DeviceMounted': {
+        if (!d.active || d.removalDeferred) throw conflict(e, `device ${q(d.hash)} is not active`);
+        if (d.deletionDeferred) throw conflict(e, `device ${q(d.hash)} awaits deferred deletion`);
+        if (d.mounts.some((m) => m.path === b.path)) throw conflict(e, `device ${q(d.hash)} is already mounted at ${b.path}`);
+        const mounts = [...d.mounts, { path: b.path as string, options: (b.options as string | undefined) ?? null }]
+          .sort((x, y) => (x.path < y.path ? -1 : x.path > y.path ? 1 : 0));
+        return this.setDevice({ ...d, mounts: Object.freeze(mounts) });
+      }
+      case 'DeviceUnmounted': {
+        if (!d.mounts.some((m) => m.path === b.path)) throw conflict(e, `device ${q(d.hash)} is not mounted at ${b.path}`);
+        const mounts = d.mounts.filter((m) => m.path !== b.path);
+        return this.setDevice({ ...d, mounts: mounts.length ? Object.freeze(mounts) : EMPTY_MOUNTS });
+      }
+      case 'DeviceResized': {
+        if (d.deletionDeferred) throw conflict(e, `device ${q(d.hash)} awaits deferred deletion`);
+        if (b.size <= d.size) throw conflict(e, `size ${b.size} does not grow device ${q(d.hash)} (size ${d.size})`);
+        return this.setDevice({ ...d, size: b.size });
+      }
+      case 'DeletionDeferred': {
+        if (b.deviceId !== d.deviceId) throw conflict(e, `device ${q(d.hash)} has id ${d.deviceId}, not ${b.deviceId}`);
+        if (d.deletionDeferred) throw conflict(e, `device ${q(d.hash)} already awaits deferred deletion`);
+        return this.setDevice({ ...d, deletionDeferred: true });
+      }
+      default:
+        throw conflict(e, 'unknown event type');
+    }
+  }
+
+  private applyInTransaction(e: EventLike, b: Record<string, any>): void {
+    const p = this.pending;
+    if (!p) throw conflict(e, 'pool-metadata events must follow a TransactionBegan');
+    if (e.txId !== p.txId) throw conflict(e, `the pending transaction is ${p.txId}`);
+    const ov = p.ov;
+    const q = (s: string) => JSON.stringify(s);
+    const newId = (id: number): void => {
+      if (!Number.isSafeInteger(id) || id < 0 || id > MAX_DEVICE_ID) throw conflict(e, `device id ${id} is not 24-bit`);
+      const owner = this.viewIdOwner(id);
+      if (owner !== undefined) throw conflict(e, `device id ${id} belongs to ${q(owner)}`);
+    };
+    const newHash = (h: string): void => {
+      if (this.viewDevice(h)) throw conflict(e, `device ${q(h)} exists`);
+    };
+    const create = (d: Device): void => {
+      ov.devices.set(d.hash, d);
+      ov.ids.set(d.deviceId, d.hash);
+      // The cursor moves at intent time and stays on rollback (see the header).
+      this.nextDeviceId = d.deviceId;
+    };
+    switch (e.type) {
+      case 'BaseImageCreated': {
+        if (this.viewBase()) throw conflict(e, 'the base image exists');
+        newHash(b.hash);
+        newId(b.deviceId);
+        if (b.fs !== 'ext4' && b.fs !== 'xfs') throw conflict(e, `filesystem ${q(b.fs)} is not ext4 or xfs`);
+        this.last = null;
+        create(device(b.hash, b.deviceId, b.size, null, p.txId, true));
+        ov.base = Object.freeze({ hash: b.hash, deviceId: b.deviceId, fs: b.fs, uuid: b.uuid });
+        ov.baseSet = true;
+        break;
+      }
+      case 'DeviceCreated': {
+        newHash(b.hash);
+        newId(b.deviceId);
+        this.last = null;
+        create(device(b.hash, b.deviceId, b.size, null, p.txId, false));
+        break;
+      }
+      case 'SnapshotCreated': {
+        const parent = this.viewDevice(b.parentHash);
+        if (!parent) throw conflict(e, `no parent device ${q(b.parentHash)}`);
+        if (parent.deletionDeferred) throw conflict(e, `parent ${q(parent.hash)} awaits deferred deletion`);
+        if (parent.deviceId !== b.parentDeviceId) throw conflict(e, `parent ${q(parent.hash)} has id ${parent.deviceId}, not ${b.parentDeviceId}`);
+        if (b.size < parent.size) throw conflict(e, `size ${b.size} is smaller than the parent's ${parent.size}`);
+        newHash(b.hash);
+        newId(b.deviceId);
+        this.last = null;
+        create(device(b.hash, b.deviceId, b.size, parent.hash, p.txId, parent.initialised));
+        ov.childDelta.set(parent.hash, (ov.childDelta.get(parent.hash) ?? 0) + 1);
+        break;
+      }
+      case 'DeviceDeleted': {
+        const d = this.viewDevice(b.hash);
+        if (!d) throw conflict(e, `no device ${q(b.hash)}`);
+        if (d.deviceId !== b.deviceId) throw conflict(e, `device ${q(d.hash)} has id ${d.deviceId}, not ${b.deviceId}`);
+        if (d.active) throw conflict(e, `device ${q(d.hash)} is active`);
+        if (d.mounts.length) throw conflict(e, `device ${q(d.hash)} is mounted`);
+        const n = this.viewChildren(d.hash);
+        if (n > 0) throw conflict(e, `device ${q(d.hash)} has ${n} snapshot(s)`);
+        const base = this.viewBase();
+        if (base && base.hash === d.hash) throw conflict(e, 'the base image is never deleted');
+        this.last = null;
+        ov.devices.set(d.hash, null);
+        ov.ids.set(d.deviceId, null);
+        if (d.parentHash !== null) ov.childDelta.set(d.parentHash, (ov.childDelta.get(d.parentHash) ?? 0) - 1);
+        break;
+      }
+      case 'PoolResized': {
+        const pool = this.viewPool()!;
+        if (b.dataSize < pool.dataSize) throw conflict(e, `data size ${b.dataSize} is smaller than ${pool.dataSize}`);
+        const metadataSize: number = b.metadataSize ?? pool.metadataSize;
+        if (metadataSize < pool.metadataSize) throw conflict(e, `metadata size ${metadataSize} is smaller than ${pool.metadataSize}`);
+        this.last = null;
+        ov.pool = Object.freeze({ ...pool, dataSize: b.dataSize, metadataSize });
+        break;
+      }
+    }
+    p.events.push({ type: e.type, txId: e.txId, body: e.body } as JournalEvent);
+  }
+
+  private commit(p: WorkPending): void {
+    const ov = p.ov;
+    this.own();
+    for (const [h, d] of ov.devices) {
+      if (d === null) {
+        this.devices.delete(h);
+        if (this.deferred.delete(h)) this.deferredSorted = null;
+      } else this.setDevice(d);
+    }
+    for (const [id, owner] of ov.ids) {
+      if (owner === null) this.ids.delete(id); else this.ids.set(id, owner);
+    }
+    for (const [h, delta] of ov.childDelta) {
+      const n = (this.children.get(h) ?? 0) + delta;
+      if (n === 0) this.children.delete(h); else this.children.set(h, n);
+    }
+    if (ov.pool) this.pool = ov.pool;
+    if (ov.baseSet) this.base = ov.base;
+    this.txId = p.txId;
+  }
+}
+
+function device(hash: string, deviceId: number, size: number, parentHash: string | null, txId: number, initialised: boolean): Device {
+  return Object.freeze({
+    hash, deviceId, size, parentHash, txId, initialised,
+    active: false, dmName: null, removalDeferred: false, mounts: EMPTY_MOUNTS, deletionDeferred: false,
+  });
+}
+
+/** The pure reference: the state after `event`. Throws ERR_EVENT_CONFLICT (and `state` is untouched). */
+export function evolve(state: State, event: EventLike): State {
+  const w = Work.from(state);
+  w.apply(event);
+  return w.snapshot();
+}
+
+/**
+ * The same semantics as evolve, applied in place: O(1) per event. `state` is an immutable snapshot (taken
+ * lazily; after a snapshot the next event copies the device maps once). A conflicting event throws
+ * ERR_EVENT_CONFLICT and leaves the projection as it was.
+ */
+export class Projection {
+  private w: Work;
+  private applied = 0;
+  constructor(from: State = initialState) {
+    this.w = Work.from(from);
+  }
+  /** Applies one event (a JournalEvent or a journal record). */
+  apply(event: EventLike): void {
+    // Checks run before any write, so a throw leaves the projection untouched.
+    this.w.apply(event);
+    this.applied++;
+  }
+  applyAll(events: Iterable<EventLike>): void {
+    for (const e of events) this.apply(e);
+  }
+  get state(): State {
+    return this.w.snapshot();
+  }
+  get eventsApplied(): number {
+    return this.applied;
+  }
+}
+
+/** Replays events from `from` (default: the initial state) with a Projection. */
+export function replay(events: Iterable<EventLike>, from: State = initialState): State {
+  const p = new Projection(from);
+  p.applyAll(events);
+  return p.state;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Canonical hash and checkpoint form.
+
+function sortedEntries(m: Readonly<Record<string, unknown>>): [string, unknown][] {
+  return Object.keys(m).sort().map((k) => {
+    const v = m[k];
+    return [k, v !== null && typeof v === 'object' && !Array.isArray(v) ? sortedEntries(v as Record<string, unknown>) : v];
+  });
+}
+
+function poolRow(p: PoolInfo | null): unknown {
+  return p && [p.poolName, p.devicePrefix, p.dataDevice, p.metadataDevice, p.loopback, p.dataSize, p.metadataSize, p.blockSize, sortedEntries(p.options)];
+}
+
+function deviceRow(d: Device): unknown {
+  return [d.hash, d.deviceId, d.size, d.parentHash, d.txId, d.initialised, d.active, d.dmName, d.removalDeferred,
+    d.mounts.map((m) => [m.path, m.options]), d.deletionDeferred];
+}
+
+/**
+ * The canonical state hash, lowercase hex SHA-256. It covers every field of the state — pool, txId, the id
+ * cursor, base, every device (in hash order; each field in a fixed order), the pending transaction and its
+ * events (bodies by sorted key) — and nothing about how the state was built: map insertion order and object
+ * key order do not matter. The indexes (deviceIds, childCounts, deferredDeletions) are functions of the
+ * devices and are not hashed separately.
+ */
+export function stateHash(s: State): string {
+  const h = createHash('sha256');
+  h.update('thinjournal-model-state/1\n');
+  h.update(JSON.stringify(['pool', poolRow(s.pool)]) + '\n');
+  h.update(JSON.stringify(['tx', s.txId, s.nextDeviceId]) + '\n');
+  h.update(JSON.stringify(['base', s.base && [s.base.hash, s.base.deviceId, s.base.fs, s.base.uuid]]) + '\n');
+  for (const k of [...s.devices.keys()].sort()) h.update(JSON.stringify(['dev', deviceRow(s.devices.get(k)!)]) + '\n');
+  const p = s.pending;
+  h.update(JSON.stringify(['pending', p && [p.txId, p.op, p.hash, p.events.map((e) => [e.type, e.txId, sortedEntries(e.body as Record<string, unknown>)])]]) + '\n');
+  return h.digest('hex');
+}
+
+/** Checkpoint form: plain data (msgpack/JSON-safe), devices as an array in hash order. */
+export interface PlainState {
+  readonly v: 1;
+  readonly pool: PoolInfo | null;
+  readonly txId: number;
+  readonly nextDeviceId: number;
+  readonly base: BaseInfo | null;
+  readonly devices: readonly Device[];
+  readonly pending: PendingTransaction | null;
+}
+
+export function toPlain(s: State): PlainState {
+  return {
+    v: 1, pool: s.pool, txId: s.txId, nextDeviceId: s.nextDeviceId, base: s.base,
+    devices: [...s.devices.keys()].sort().map((k) => s.devices.get(k)!),
+    pending: s.pending && { txId: s.pending.txId, op: s.pending.op, hash: s.pending.hash, events: s.pending.events.map((e) => ({ type: e.type, txId: e.txId, body: e.body }) as JournalEvent) },
+  };
+}
+
+/**
+ * Rebuilds a State from its checkpoint form (e.g. as decoded from a stored checkpoint), rebuilding the
+ * indexes and checking their invariants. Throws ERR_CHECKPOINT_INVALID when the data is not a state.
+ */
+export function fromPlain(x: unknown): State {
+  const invalid = (why: string) => new ThinjournalError('ERR_CHECKPOINT_INVALID', `checkpoint state: ${why}`);
+  const o = x as Record<string, any>;
+  if (typeof o !== 'object' || o === null || o.v !== 1 || !Array.isArray(o.devices)) throw invalid('not a v1 model state');
+  if (!Number.isSafeInteger(o.txId) || !Number.isSafeInteger(o.nextDeviceId)) throw invalid('txId / nextDeviceId are not integers');
+  const devices = new Map<string, Device>();
+  const ids = new Map<number, string>();
+  const children = new Map<string, number>();
+  const deferred: string[] = [];
+  for (const r of o.devices as Record<string, any>[]) {
+    if (typeof r?.hash !== 'string' || !Number.isSafeInteger(r.deviceId) || r.deviceId < 0 || r.deviceId > MAX_DEVICE_ID || !Number.isSafeInteger(r.size)) throw invalid('malformed device');
+    if (devices.has(r.hash)) throw invalid(`device ${JSON.stringify(r.hash)} twice`);
+    if (ids.has(r.deviceId)) throw invalid(`device id ${r.deviceId} twice`);
+    const mounts: MountPoint[] = (Array.isArray(r.mounts) ? r.mounts : []).map((m: any) => Object.freeze({ path: String(m.path), options: m.options ?? null }));
+    const d: Device = Object.freeze({
+      hash: r.hash, deviceId: r.deviceId, size: r.size, parentHash: r.parentHash ?? null, txId: r.txId, initialised: !!r.initialised,
+      active: !!r.active, dmName: r.dmName ?? null, removalDeferred: !!r.removalDeferred,
+      mounts: mounts.length ? Object.freeze(mounts) : EMPTY_MOUNTS, deletionDeferred: !!r.deletionDeferred,
+    });
+    devices.set(d.hash, d);
+    ids.set(d.deviceId, d.hash);
+    if (d.parentHash !== null) children.set(d.parentHash, (children.get(d.parentHash) ?? 0) + 1);
+    if (d.deletionDeferred) deferred.push(d.hash);
+  }
+  for (const d of devices.values()) if (d.parentHash !== null && !devices.has(d.parentHash)) throw invalid(`parent of ${JSON.stringify(d.hash)} missing`);
+  const pool = o.pool ? Object.freeze({ ...o.pool, options: Object.freeze({ ...(o.pool.options ?? {}) }) }) as PoolInfo : null;
+  const base = o.base ? Object.freeze({ ...o.base }) as BaseInfo : null;
+  const committed: State = Object.freeze({
+    pool, txId: o.txId, nextDeviceId: o.nextDeviceId, base, devices, deviceIds: ids, childCounts: children,
+    deferredDeletions: Object.freeze(deferred.sort()), pending: null,
+  });
+  if (!o.pending) return committed;
+  // Re-run the pending transaction's events over the committed state: it rebuilds (and re-checks) the overlay.
+  try {
+    const w = Work.from(committed);
+    w.apply({ type: 'TransactionBegan', txId: o.pending.txId, body: o.pending.hash === null || o.pending.hash === undefined ? { op: o.pending.op } : { op: o.pending.op, hash: o.pending.hash } });
+    const cursor = o.nextDeviceId;
+    for (const e of o.pending.events) w.apply(e);
+    w.nextDeviceId = cursor;
+    return w.snapshot();
+  } catch (cause) {
+    throw new ThinjournalError('ERR_CHECKPOINT_INVALID', `checkpoint state: pending transaction does not apply: ${(cause as Error).message}`, { cause });
+  }
+}
