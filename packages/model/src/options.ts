@@ -127,9 +127,10 @@ export function parseBool(option: string, text: string): boolean {
   throw bad(option, text, 'not a boolean (true/false, t/f, 1/0, TRUE/FALSE, True/False)');
 }
 
-function parseUintText(option: string, text: string, max: number): number {
-  if (!/^\d+$/.test(text)) throw bad(option, text, 'not a non-negative integer');
-  const n = Number(text);
+/** `digits` must be a non-negative integer ≤ max; errors quote the option's whole `text`. */
+function parseUintText(option: string, text: string, max: number, digits = text): number {
+  if (!/^\d+$/.test(digits)) throw bad(option, text, 'not a non-negative integer');
+  const n = Number(digits);
   if (!Number.isSafeInteger(n) || n > max) throw bad(option, text, `larger than ${max}`);
   return n;
 }
@@ -138,7 +139,7 @@ function parseUintText(option: string, text: string, max: number): number {
 function parsePercent(option: string, text: string, { requireSign = false } = {}): number {
   const hasSign = text.endsWith('%');
   if (requireSign && !hasSign) throw bad(option, text, 'needs a % suffix (e.g. 10%)');
-  return parseUintText(option, hasSign ? text.slice(0, -1) : text, 2 ** 32 - 1);
+  return parseUintText(option, text, 2 ** 32 - 1, hasSign ? text.slice(0, -1) : text);
 }
 
 function checkPath(option: string, text: string): string {
@@ -169,7 +170,7 @@ export function parseOptions(options: readonly string[], env: OptionsEnv = {}): 
     const key = raw.slice(0, eq).trim().toLowerCase();
     const text = raw.slice(eq + 1).trim();
     if (!(OPTION_NAMES as readonly string[]).includes(key)) {
-      throw new ThinjournalError('ERR_BAD_OPTION', `unknown option ${JSON.stringify(raw.slice(0, eq).trim())} (in ${JSON.stringify(raw)})`, { option: key, text });
+      throw new ThinjournalError('ERR_BAD_OPTION', `unknown option ${JSON.stringify(raw.slice(0, eq).trim())} (value ${JSON.stringify(text)})`, { option: key, text });
     }
     const name = key as OptionName;
     if (text === '') throw bad(name, text, 'empty value');
