@@ -256,10 +256,11 @@ export function decide(state: State, command: Command): readonly JournalEvent[] 
         return tx(s, 'deleteDevice', hash, { type: 'DeviceDeleted', txId: 0, body: { hash, deviceId: d.deviceId } });
       }
       // Busy: the device is active (deactivate it first), open, or its snapshots await deletion.
-      if (retry) return [];
       const why = d.active ? (d.removalDeferred ? 'its deferred removal has not completed' : 'it is active; deactivate it first')
         : kids.deferred > 0 ? `${kids.deferred} snapshot(s) of it await deferred deletion` : 'it is open';
-      if (sync || !deferredDeletion) throw err('ERR_DEVICE_BUSY', `device ${q(hash)} cannot be deleted now: ${why}`, { hash });
+      if (sync || (!retry && !deferredDeletion)) throw err('ERR_DEVICE_BUSY', `device ${q(hash)} cannot be deleted now: ${why}`, { hash });
+      // Already marked: still waiting, nothing new to record.
+      if (retry) return [];
       return [{ type: 'DeletionDeferred', txId: T, body: { hash, deviceId: d.deviceId } }];
     }
 
