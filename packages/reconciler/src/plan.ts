@@ -8,12 +8,21 @@ import type { JournalEvent } from '@thinjournal/spec';
 /** What recovery needs to know of the journal's state (derived from the model's state). */
 export interface JournalView {
   readonly poolName: string;
+  /** What re-creating the pool's table after a reboot needs. */
+  readonly pool: PoolTableView;
   /** Last committed pool transaction id T. */
   readonly committedTxId: number;
   /** The intent for T+1 without an outcome, if any. */
   readonly pending: PendingIntent | null;
   /** Live devices (not deleted) as of T — before the pending intent. */
   readonly devices: readonly DeviceView[];
+}
+
+export interface PoolTableView {
+  readonly dataDevice: string;
+  readonly metadataDevice: string;
+  readonly dataSize: number;
+  readonly blockSize: number;
 }
 
 export interface PendingIntent {
@@ -23,6 +32,8 @@ export interface PendingIntent {
   readonly hash?: string;
   /** Thin ids the intent creates (create_thin / create_snap). */
   readonly creates: readonly number[];
+  /** dm devices the intent's kernel steps may have activated on the way (the base image's, for mkfs). */
+  readonly activates?: readonly string[];
   /** Thin ids the intent deletes. */
   readonly deletes: readonly { readonly deviceId: number; readonly name: string | null }[];
 }
@@ -38,7 +49,9 @@ export interface DeviceView {
 
 /** What recovery needs to know of the kernel (read through a Backend). */
 export interface KernelView {
-  /** null: the pool is not active (after a reboot) and its metadata could not be read. */
+  /** The pool's dm device exists. When false (after a reboot), the ids below come from its metadata device. */
+  readonly poolActive: boolean;
+  /** null: the pool's metadata could not be read. */
   readonly transactionId: number | null;
   /** Thin ids in the pool's committed metadata. */
   readonly thinIds: readonly number[];
@@ -52,6 +65,7 @@ export interface KernelView {
 
 /** One kernel or journal step. `guard` says when the executor must skip it (already done): idempotence. */
 export type Step =
+  | { readonly kind: 'createPool'; readonly name: string; readonly pool: PoolTableView; readonly guard: 'device-absent' }
   | { readonly kind: 'resumeDevice'; readonly name: string; readonly guard: 'suspended' }
   | { readonly kind: 'deleteThin'; readonly deviceId: number; readonly guard: 'thin-present' }
   | { readonly kind: 'removeDevice'; readonly name: string; readonly guard: 'device-present' }
@@ -136,7 +150,13 @@ function drift(j: JournalView, k: KernelView, expectedIds: readonly number[], me
 
 export function planRecovery(j: JournalView, k: KernelView): RecoveryPlan {
   const plan = decidePlan(j, k);
-  if (plan.verdict === 'drift' || k.suspended.length === 0) return plan;
+  if (plan.verdict === 'drift') return plan;
+  if (!k.poolActive) {
+    // After a reboot: the pool's table first, then everything else (its metadata says where it was).
+    const create: Step = { kind: 'createPool', name: j.poolName, pool: j.pool, guard: 'device-absent' };
+    return { ...plan, verdict: plan.verdict === 'in-sync' ? 'complete' : plan.verdict, reason: `the pool is not active (reboot?); re-creating it. ${plan.reason}`, steps: [create, ...plan.steps] };
+  }
+  if (k.suspended.length === 0) return plan;
   // First of all, resume what a crash left suspended (I/O to it, and to its snapshots, is frozen until then).
   const resumes: Step[] = [...k.suspended].sort().map((name) => ({ kind: 'resumeDevice', name, guard: 'suspended' }));
   return { ...plan, verdict: plan.verdict === 'in-sync' ? 'complete' : plan.verdict, steps: [...resumes, ...plan.steps] };
@@ -189,8 +209,11 @@ function decidePlan(j: JournalView, k: KernelView): RecoveryPlan {
     return committed(`transaction ${P.txId} (${P.op}) did not reach its commit point; completing it`, steps);
   }
   const reason = `transaction ${P.txId} (${P.op}) did not reach its commit point; undoing it`;
-  const steps: Step[] = [...P.creates].sort(byNumber).filter((id) => kernelIds.has(id))
-    .map((id) => ({ kind: 'deleteThin', deviceId: id, guard: 'thin-present' }) as const);
+  const present = new Set(k.devices);
+  const steps: Step[] = [...(P.activates ?? [])].sort().filter((name) => present.has(name))
+    .map((name) => ({ kind: 'removeDevice', name, guard: 'device-present' }) as const);
+  steps.push(...[...P.creates].sort(byNumber).filter((id) => kernelIds.has(id))
+    .map((id) => ({ kind: 'deleteThin', deviceId: id, guard: 'thin-present' }) as const));
   steps.push({ kind: 'append', events: [{ type: 'TransactionRolledBack', txId: P.txId, body: { reason }, actor: 'recovery', reason }], sync: true, guard: 'none' });
   steps.push(...restoreSteps(j, k, new Set()));
   return { verdict: 'roll-back', reason, steps };

@@ -4,8 +4,8 @@ import * as assert from 'uvu/assert';
 import { planRecovery, planJson, type JournalView, type KernelView, type PendingIntent } from '../src/index.js';
 
 const dev = (hash: string, deviceId: number, activeName: string | null = null, mounts: string[] = []) => ({ hash, deviceId, size: 1 << 30, activeName, mounts });
-const J = (committedTxId: number, pending: PendingIntent | null = null, devices = [dev('base', 1), dev('a', 2)]): JournalView => ({ poolName: 'pool', committedTxId, pending, devices });
-const K = (transactionId: number | null, thinIds: number[], extra: Partial<KernelView> = {}): KernelView => ({ transactionId, thinIds, devices: ['pool'], mounts: [], suspended: [], ...extra });
+const J = (committedTxId: number, pending: PendingIntent | null = null, devices = [dev('base', 1), dev('a', 2)]): JournalView => ({ poolName: 'pool', pool: { dataDevice: '/dev/d', metadataDevice: '/dev/m', dataSize: 1 << 30, blockSize: 65536 }, committedTxId, pending, devices });
+const K = (transactionId: number | null, thinIds: number[], extra: Partial<KernelView> = {}): KernelView => ({ poolActive: true, transactionId, thinIds, devices: ['pool'], mounts: [], suspended: [], ...extra });
 const intent = (op: string, txId: number, creates: number[] = [], deletes: { deviceId: number; name: string | null }[] = []): PendingIntent => ({ txId, op, creates, deletes });
 
 test('K = T, no intent: in sync, empty plan', () => {
@@ -80,6 +80,8 @@ test('after a reboot: re-activate and re-mount what the journal says, in device-
   ]);
   const partly = planRecovery(j, K(5, [1, 2, 3], { devices: ['pool', 'pool-a'], mounts: ['/m/a1'] }));
   assert.equal(partly.steps.map((s) => s.kind), ['activateThin', 'mount', 'mount']);
+  const rebooted = planRecovery(j, K(5, [1, 2, 3], { poolActive: false, devices: [] }));
+  assert.equal(rebooted.steps.map((s) => s.kind), ['createPool', 'activateThin', 'activateThin', 'mount', 'mount', 'mount']);
   const suspended = planRecovery(J(5, intent('addDevice', 6, [3])), K(5, [1, 2, 3], { suspended: ['pool-a'] }));
   assert.equal(suspended.steps.map((s) => s.kind), ['resumeDevice', 'deleteThin', 'append']);
 });

@@ -1,0 +1,439 @@
+/**
+ * Engine: runs commands through the transaction protocol (journal-spec/protocol.md §2) and recovers after a
+ * crash (§3–§4). The model decides; the journal makes the intent durable; the backend changes the kernel;
+ * `set_transaction_id` is the commit point; the outcome record needs no sync of its own.
+ *
+ * One operation at a time: the model admits one pending transaction, and the pool's transaction id
+ * serialises commit points anyway. Concurrent callers queue here; their intents still share group commits
+ * with any other writer of the journal.
+ */
+import { ThinjournalError, type JournalEvent, type JournalRecord } from '@thinjournal/spec';
+import type { Journal } from '@thinjournal/journal';
+import { Projection, decide, stateHash, toPlain, fromPlain, type Command, type State } from '@thinjournal/model';
+import { thinPoolTable, thinTable, type Backend, type ThinPoolTableSpec } from '@thinjournal/dm';
+import { planRecovery, type JournalView, type KernelView, type PoolTableView, type RecoveryPlan, type Step } from './plan.js';
+
+const SECTOR = 512;
+/** Events that add kernel state: journaled before the kernel is asked (see Engine.direct). */
+const ADDS_KERNEL_STATE: ReadonlySet<string> = new Set(['DeviceActivated', 'DeviceMounted']);
+
+/** A point of the protocol, for observers (progress, tests that crash there). */
+export type ProtocolPoint = 'after-intent' | `after-step-${number}` | 'after-commit-point' | 'after-outcome' | `after-event-${number}`;
+
+export interface EngineOptions {
+  /** Default actor for journaled events. */
+  readonly actor?: string;
+  /**
+   * Awaited at every protocol point. Tests simulate a crash by returning a promise that never settles and
+   * abandoning the engine (as a killed process would); nothing in the engine special-cases that.
+   */
+  readonly onPoint?: (point: ProtocolPoint, command: Command) => void | Promise<void>;
+  /** Store a checkpoint every this many records (0: never). */
+  readonly checkpointEvery?: number;
+}
+
+export interface ExecuteMeta { readonly actor?: string; readonly reason?: string }
+
+export interface RecoveryResult {
+  readonly plan: RecoveryPlan;
+  /** Steps run (skipped ones count: their guard said done). */
+  readonly completed: number;
+  readonly skipped: number;
+}
+
+export function poolTableSpec(p: PoolTableView): ThinPoolTableSpec {
+  const dataBlockSectors = p.blockSize / SECTOR;
+  const lengthSectors = Math.floor(p.dataSize / p.blockSize) * dataBlockSectors;
+  const blocks = lengthSectors / dataBlockSectors;
+  // Docker's default low-water mark is 32768 blocks; the kernel needs it below the pool's block count.
+  const lowWaterMarkBlocks = Math.max(1, Math.min(32768, Math.floor(blocks / 10)));
+  return { metadataDevice: p.metadataDevice, dataDevice: p.dataDevice, lengthSectors, dataBlockSectors, lowWaterMarkBlocks, features: { skipBlockZeroing: true } };
+}
+
+export class Engine {
+  private readonly projection: Projection;
+  private tail: Promise<unknown> = Promise.resolve();
+  private sinceCheckpoint = 0;
+
+  private constructor(readonly journal: Journal, readonly backend: Backend, state: State, private readonly opts: EngineOptions) {
+    this.projection = new Projection(state);
+  }
+
+  /**
+   * Rebuilds the state from the journal: the latest valid checkpoint (its state hash re-verified), then the
+   * records after it. Does not touch the kernel: call recover() for that.
+   */
+  static async open(journal: Journal, backend: Backend, opts: EngineOptions = {}): Promise<Engine> {
+    const cp = await journal.latestCheckpoint();
+    let state: State | undefined;
+    let from = 1;
+    if (cp) {
+      const s = fromPlain(cp.state);
+      if (stateHash(s) !== cp.stateHash) {
+        throw new ThinjournalError('ERR_STATE_HASH_MISMATCH', `checkpoint at seq ${cp.seq}: state hashes to ${stateHash(s)}, stored ${cp.stateHash}`, { seq: cp.seq });
+      }
+      state = s;
+      from = cp.seq + 1;
+    }
+    const p = new Projection(state);
+    await journal.forEach((r) => p.apply(r), { fromSeq: from });
+    return new Engine(journal, backend, p.state, opts);
+  }
+
+  get state(): State {
+    return this.projection.state;
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(fn, fn);
+    this.tail = run.catch(() => {});
+    return run;
+  }
+
+  private async point(p: ProtocolPoint, c: Command): Promise<void> {
+    if (this.opts.onPoint) await this.opts.onPoint(p, c);
+  }
+
+  private async append(events: readonly JournalEvent[], meta: ExecuteMeta, sync = true): Promise<JournalRecord[]> {
+    const stamped = events.map((e) => ({ ...e, actor: e.actor ?? meta.actor ?? this.opts.actor, reason: e.reason ?? meta.reason }) as JournalEvent);
+    const recs = await this.journal.append(stamped, { sync });
+    for (const r of recs) this.projection.apply(r);
+    this.sinceCheckpoint += recs.length;
+    return recs;
+  }
+
+  private poolName(): string {
+    const p = this.state.pool;
+    if (!p) throw new ThinjournalError('ERR_POOL_NOT_INITIALISED', 'the pool has not been initialised');
+    return p.poolName;
+  }
+
+  /** Decides, journals and applies `command`. Resolves with the journaled records once the operation is done. */
+  execute(command: Command, meta: ExecuteMeta = {}): Promise<JournalRecord[]> {
+    return this.serial(async () => {
+      const events = decide(this.state, command); // coded error: nothing changed anywhere
+      if (events.length === 0) return [];
+      const out = events[0]!.type === 'TransactionBegan'
+        ? await this.transaction(command, events, meta)
+        : await this.direct(command, events, meta);
+      await this.maybeCheckpoint();
+      return out;
+    });
+  }
+
+  /** protocol.md §2: intent → kernel steps → set_transaction_id → outcome. */
+  private async transaction(command: Command, events: readonly JournalEvent[], meta: ExecuteMeta): Promise<JournalRecord[]> {
+    const T = this.state.txId;
+    const intent = await this.append(events, meta); // (1) durable before the kernel is touched
+    await this.point('after-intent', command);
+    const pool = this.poolName();
+    const created: number[] = [];
+    const suspended: string[] = [];
+    const activated: string[] = [];
+    let step = 0;
+    const stepDone = async () => this.point(`after-step-${++step}`, command);
+    try {
+      for (const e of events.slice(1)) {
+        const b = e.body as Record<string, unknown>;
+        switch (e.type) {
+          case 'DeviceCreated':
+            await this.backend.createThin(pool, b.deviceId as number);
+            created.push(b.deviceId as number);
+            await stepDone();
+            break;
+          case 'BaseImageCreated': {
+            // Docker's createBaseImage: create_thin, then the filesystem (activate, mkfs, deactivate), all
+            // before the commit point: a base image without its filesystem is never committed.
+            await this.backend.createThin(pool, b.deviceId as number);
+            created.push(b.deviceId as number);
+            await stepDone();
+            const name = `${this.state.pool!.devicePrefix}-base`;
+            await this.backend.activateThin(name, { poolDevice: this.backend.devicePath(pool), id: b.deviceId as number, lengthSectors: Math.floor((b.size as number) / SECTOR) });
+            activated.push(name);
+            await stepDone();
+            await this.backend.mkfs(this.backend.devicePath(name), b.fs as 'ext4' | 'xfs');
+            await stepDone();
+            await this.backend.remove(name);
+            activated.pop();
+            await stepDone();
+            break;
+          }
+          case 'SnapshotCreated': {
+            const origin = this.state.devices.get(b.parentHash as string);
+            const originName = origin?.active ? origin.dmName : null;
+            const live = originName ? await this.backend.info(originName) : null;
+            if (originName && live && !live.suspended) {
+              // thin-provisioning.rst: suspend an active origin before create_snap, resume after.
+              await this.backend.suspend(originName);
+              suspended.push(originName);
+              await stepDone();
+            }
+            await this.backend.createSnap(pool, b.deviceId as number, b.parentDeviceId as number);
+            created.push(b.deviceId as number);
+            await stepDone();
+            while (suspended.length) {
+              await this.backend.resume(suspended[suspended.length - 1]!);
+              suspended.pop();
+              await stepDone();
+            }
+            break;
+          }
+          case 'DeviceDeleted':
+            await this.backend.deleteThin(pool, b.deviceId as number);
+            await stepDone();
+            break;
+          case 'PoolResized': {
+            const p = this.state.pool!;
+            const spec = poolTableSpec({ dataDevice: p.dataDevice, metadataDevice: p.metadataDevice, dataSize: b.dataSize as number, blockSize: p.blockSize });
+            await this.backend.load(pool, [thinPoolTable(spec)]);
+            await this.backend.suspend(pool);
+            await this.backend.resume(pool);
+            await stepDone();
+            break;
+          }
+          default:
+            throw new ThinjournalError('ERR_EVENT_CONFLICT', `no kernel step for ${e.type} inside a transaction`);
+        }
+      }
+      await this.backend.setTransactionId(pool, T, T + 1); // (3) the commit point
+    } catch (err) {
+      await this.undo(pool, created, suspended, activated, T + 1, err, meta);
+      throw err;
+    }
+    await this.point('after-commit-point', command);
+    // (4) The outcome: no sync of its own (recovery re-derives it from the kernel's transaction id).
+    const outcome = await this.append([{ type: 'TransactionCommitted', txId: T + 1, body: {} }], meta, false);
+    await this.point('after-outcome', command);
+    return [...intent, ...outcome];
+  }
+
+  /** A kernel step failed before the commit point: undo what it made, record the roll-back. */
+  private async undo(pool: string, created: number[], suspended: string[], activated: string[], txId: number, cause: unknown, meta: ExecuteMeta): Promise<void> {
+    try {
+      for (const name of suspended.reverse()) await this.backend.resume(name);
+      for (const name of activated.reverse()) await this.backend.remove(name);
+      for (const id of created.reverse()) await this.backend.deleteThin(pool, id);
+      const reason = `${(cause as { code?: string }).code ?? 'error'}: ${(cause as Error).message}`.slice(0, 4000);
+      await this.append([{ type: 'TransactionRolledBack', txId, body: { reason } }], meta);
+    } catch (undoErr) {
+      // Leave the intent pending: recovery decides at the next start (protocol.md §4), never a guess here.
+      (cause as { undoError?: unknown }).undoError = undoErr;
+    }
+  }
+
+  /**
+   * Activation, mounts and markers, which do not change pool metadata. The order keeps one invariant after any
+   * crash: what the kernel has active or mounted is a subset of what the journal says (protocol.md §2), so
+   * recovery only ever adds (re-activates, re-mounts) and never has to find something it was not told of:
+   *  - events that add kernel state (DeviceActivated, DeviceMounted) are journaled first, then done;
+   *  - events that remove it (DeviceUnmounted, DeviceDeactivated) and the rest are done first, then journaled.
+   */
+  private async direct(command: Command, events: readonly JournalEvent[], meta: ExecuteMeta): Promise<JournalRecord[]> {
+    if (events.every((e) => ADDS_KERNEL_STATE.has(e.type))) {
+      const recs = await this.append(events, meta);
+      let i = 0;
+      for (const e of events) {
+        try {
+          await this.kernelFor(e);
+        } catch (err) {
+          // Not a crash: the kernel refused. Make the journal true again, then report.
+          await this.compensate(events.slice(0, i + 1), meta).catch((cerr) => { (err as { compensationError?: unknown }).compensationError = cerr; });
+          throw err;
+        }
+        await this.point(`after-event-${++i}`, command);
+      }
+      return recs;
+    }
+    const done: JournalEvent[] = [];
+    try {
+      let i = 0;
+      for (const e of events) {
+        await this.kernelFor(e);
+        done.push(e);
+        await this.point(`after-event-${++i}`, command);
+      }
+    } catch (err) {
+      if (done.length) await this.append(done, meta); // the journal says what did happen
+      throw err;
+    }
+    return this.append(done, meta);
+  }
+
+  /** Undoes journaled-first events whose kernel step failed (or preceded the failure), newest first. */
+  private async compensate(events: readonly JournalEvent[], meta: ExecuteMeta): Promise<void> {
+    const undo: JournalEvent[] = [];
+    for (const e of [...events].reverse()) {
+      const b = e.body as { hash: string; path?: string; name?: string };
+      if (e.type === 'DeviceMounted') {
+        if (await this.backend.mounted(b.path!)) await this.backend.umount(b.path!);
+        undo.push({ type: 'DeviceUnmounted', txId: e.txId, body: { hash: b.hash, path: b.path! } });
+      } else if (e.type === 'DeviceActivated') {
+        if (await this.backend.info(b.name!)) await this.backend.remove(b.name!);
+        undo.push({ type: 'DeviceDeactivated', txId: e.txId, body: { hash: b.hash, deferred: false } });
+      }
+    }
+    await this.append(undo, { ...meta, reason: 'the kernel refused; undone' });
+  }
+
+  private async kernelFor(e: JournalEvent): Promise<void> {
+    const b = e.body as Record<string, unknown>;
+    switch (e.type) {
+      case 'PoolInitialised': {
+        const name = b.poolName as string;
+        if (await this.backend.info(name)) return; // adopt the existing pool device
+        const metadataDevice = b.metadataDevice as string;
+        const fresh = await this.backend.readMetadata(metadataDevice).then(() => false, () => true);
+        if (fresh) await this.backend.zeroRange(metadataDevice, 0, 4096); // dm-thin formats zeroed metadata
+        await this.backend.createPool(name, poolTableSpec({ dataDevice: b.dataDevice as string, metadataDevice, dataSize: b.dataSize as number, blockSize: b.blockSize as number }));
+        return;
+      }
+      case 'DeviceActivated':
+        if (await this.backend.info(b.name as string)) return;
+        await this.backend.activateThin(b.name as string, { poolDevice: this.backend.devicePath(this.poolName()), id: b.deviceId as number, lengthSectors: Math.floor((b.size as number) / SECTOR) });
+        return;
+      case 'DeviceDeactivated': {
+        const name = this.state.devices.get(b.hash as string)?.dmName;
+        if (name && (await this.backend.info(name))) await this.backend.remove(name, { deferred: b.deferred as boolean });
+        return;
+      }
+      case 'DeviceMounted': {
+        const name = this.state.devices.get(b.hash as string)!.dmName!;
+        await this.backend.mount(this.backend.devicePath(name), b.path as string, { fsType: (this.state.base?.fs ?? 'ext4') as 'ext4' | 'xfs', ...(b.options ? { data: b.options as string } : {}) });
+        return;
+      }
+      case 'DeviceUnmounted':
+        await this.backend.umount(b.path as string);
+        return;
+      case 'DeviceResized': {
+        const d = this.state.devices.get(b.hash as string)!;
+        if (d.dmName && (await this.backend.info(d.dmName))) {
+          await this.backend.load(d.dmName, [thinTable({ poolDevice: this.backend.devicePath(this.poolName()), id: d.deviceId, lengthSectors: Math.floor((b.size as number) / SECTOR) })]);
+          await this.backend.suspend(d.dmName);
+          await this.backend.resume(d.dmName);
+        }
+        return;
+      }
+      case 'DeletionDeferred':
+      case 'Checkpoint':
+        return;
+      default:
+        throw new ThinjournalError('ERR_EVENT_CONFLICT', `${e.type} is not an activation, mount or marker event`);
+    }
+  }
+
+  private async maybeCheckpoint(): Promise<void> {
+    const every = this.opts.checkpointEvery ?? 0;
+    if (every <= 0 || this.sinceCheckpoint < every || this.state.pending) return;
+    const s = this.state;
+    const head = this.journal.head().seq;
+    await this.journal.putCheckpoint(head, toPlain(s), stateHash(s));
+    this.sinceCheckpoint = 0;
+  }
+
+  // ---- recovery -------------------------------------------------------------------------------
+
+  /** The journal's side of recovery, from the state. */
+  journalView(): JournalView {
+    const s = this.state;
+    const pool = s.pool!;
+    const pending = s.pending;
+    return {
+      poolName: pool.poolName,
+      pool: { dataDevice: pool.dataDevice, metadataDevice: pool.metadataDevice, dataSize: pool.dataSize, blockSize: pool.blockSize },
+      committedTxId: s.txId,
+      pending: pending && {
+        txId: pending.txId, op: pending.op, ...(pending.hash !== null ? { hash: pending.hash } : {}),
+        activates: pending.events.some((e) => e.type === 'BaseImageCreated') ? [`${pool.devicePrefix}-base`] : [],
+        creates: pending.events.filter((e) => e.type === 'DeviceCreated' || e.type === 'SnapshotCreated' || e.type === 'BaseImageCreated').map((e) => (e.body as { deviceId: number }).deviceId),
+        deletes: pending.events.filter((e) => e.type === 'DeviceDeleted').map((e) => {
+          const d = s.devices.get((e.body as { hash: string }).hash);
+          return { deviceId: (e.body as { deviceId: number }).deviceId, name: d?.active ? d.dmName : null };
+        }),
+      },
+      devices: [...s.devices.values()].map((d) => ({ hash: d.hash, deviceId: d.deviceId, size: d.size, activeName: d.active ? d.dmName : null, mounts: d.mounts.map((m) => m.path) })),
+    };
+  }
+
+  /** The kernel's side of recovery, read through the backend. */
+  async kernelView(): Promise<KernelView> {
+    const s = this.state;
+    const pool = s.pool!;
+    const poolActive = (await this.backend.info(pool.poolName)) !== null;
+    let transactionId: number | null = null;
+    let thinIds: number[] = [];
+    try {
+      const md = poolActive ? await this.backend.poolMetadata(pool.poolName) : await this.backend.readMetadata(pool.metadataDevice);
+      transactionId = md.transactionId;
+      thinIds = md.ids;
+    } catch {
+      transactionId = null;
+    }
+    const devices = (await this.backend.listDevices()).map((d) => d.name).sort();
+    const suspended: string[] = [];
+    for (const name of devices) if (name !== pool.poolName && (await this.backend.info(name))?.suspended) suspended.push(name);
+    const mounts: string[] = [];
+    for (const d of s.devices.values()) for (const m of d.mounts) if (await this.backend.mounted(m.path)) mounts.push(m.path);
+    return { poolActive, transactionId, thinIds, devices, mounts: mounts.sort(), suspended };
+  }
+
+  /** Plans recovery and, unless dryRun or drift, applies the plan. Idempotent: a second run plans nothing. */
+  recover(opts: { dryRun?: boolean; actor?: string } = {}): Promise<RecoveryResult> {
+    return this.serial(async () => {
+      if (!this.state.pool) return { plan: { verdict: 'in-sync', reason: 'no pool in the journal', steps: [] }, completed: 0, skipped: 0 };
+      const plan = planRecovery(this.journalView(), await this.kernelView());
+      if (opts.dryRun || plan.verdict === 'drift') return { plan, completed: 0, skipped: 0 };
+      const r = await this.applySteps(plan.steps, { actor: opts.actor ?? 'recovery' });
+      return { plan, ...r };
+    });
+  }
+
+  /** Applies an operator-confirmed drift repair plan (`thinjournal recover --repair`). */
+  applyRepair(steps: readonly Step[]): Promise<{ completed: number; skipped: number }> {
+    return this.serial(() => this.applySteps(steps, { actor: 'recovery', reason: 'operator-confirmed repair' }));
+  }
+
+  private async applySteps(steps: readonly Step[], meta: ExecuteMeta): Promise<{ completed: number; skipped: number }> {
+    let completed = 0;
+    let skipped = 0;
+    const pool = this.poolName();
+    for (const st of steps) {
+      let skip = false;
+      switch (st.kind) {
+        case 'createPool':
+          if (await this.backend.info(st.name)) skip = true;
+          else await this.backend.createPool(st.name, poolTableSpec(st.pool));
+          break;
+        case 'resumeDevice':
+          if (!(await this.backend.info(st.name))?.suspended) skip = true;
+          else await this.backend.resume(st.name);
+          break;
+        case 'removeDevice':
+          if (!(await this.backend.info(st.name))) skip = true;
+          else await this.backend.remove(st.name);
+          break;
+        case 'deleteThin':
+          if (!(await this.backend.poolMetadata(pool)).ids.includes(st.deviceId)) skip = true;
+          else await this.backend.deleteThin(pool, st.deviceId);
+          break;
+        case 'setTransactionId':
+          if ((await this.backend.poolMetadata(pool)).transactionId !== st.from) skip = true;
+          else await this.backend.setTransactionId(pool, st.from, st.to);
+          break;
+        case 'activateThin':
+          if (await this.backend.info(st.name)) skip = true;
+          else await this.backend.activateThin(st.name, { poolDevice: this.backend.devicePath(pool), id: st.deviceId, lengthSectors: Math.floor(st.size / SECTOR) });
+          break;
+        case 'mount':
+          if (await this.backend.mounted(st.path)) skip = true;
+          else await this.backend.mount(this.backend.devicePath(st.name), st.path, { fsType: (this.state.base?.fs ?? 'ext4') as 'ext4' | 'xfs' });
+          break;
+        case 'append':
+          await this.append(st.events, meta, st.sync);
+          break;
+      }
+      if (skip) skipped++;
+      completed++;
+    }
+    return { completed, skipped };
+  }
+}
