@@ -210,6 +210,21 @@ class Work {
     this.last = null;
   }
 
+  /**
+   * A State over the live maps WITHOUT marking them shared: valid only until the next write. For callers
+   * that read and drop it at once (Projection.decide), so a live projection is not copied per operation.
+   */
+  view(): State {
+    if (this.last) return this.last;
+    if (this.deferredSorted === null) this.deferredSorted = Object.freeze([...this.deferred].sort());
+    const p = this.pending;
+    return {
+      pool: this.pool, txId: this.txId, nextDeviceId: this.nextDeviceId, base: this.base, devices: this.devices,
+      deviceIds: this.ids, childCounts: this.children, deferredDeletions: this.deferredSorted,
+      pending: p && { txId: p.txId, op: p.op, hash: p.hash, events: p.events },
+    };
+  }
+
   snapshot(): State {
     if (this.last) return this.last;
     if (this.deferredSorted === null) this.deferredSorted = Object.freeze([...this.deferred].sort());
@@ -512,6 +527,13 @@ export class Projection {
   }
   get state(): State {
     return this.w.snapshot();
+  }
+  /**
+   * Reads the current state through `read` without taking a snapshot: O(1), where `.state` followed by an
+   * event costs one copy of the device maps. `read` must not keep the State it is given (e.g. decide).
+   */
+  peek<T>(read: (s: State) => T): T {
+    return read(this.w.view());
   }
   get eventsApplied(): number {
     return this.applied;

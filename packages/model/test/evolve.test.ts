@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EVENT_TYPES, packr, decodeRecord, type JournalEvent } from '@thinjournal/spec';
 import {
-  evolve, initialState, Projection, replay, stateHash, toPlain, fromPlain, TRANSACTIONAL_EVENTS, type State, type EventLike,
+  decide, evolve, initialState, Projection, replay, stateHash, toPlain, fromPlain, TRANSACTIONAL_EVENTS, type State, type EventLike,
 } from '../src/index.js';
 import { withBase, UUID } from './helpers.js';
 
@@ -182,6 +182,24 @@ test('Projection applies in place with the same result as evolve; snapshots stay
   // every snapshot still hashes as it did when taken
   for (const [snap, hash] of snaps) assert.is(stateHash(snap), hash);
   assert.is(stateHash(replay(h.log)), stateHash(h.state));
+});
+
+test('Projection.peek decides on the live state without a snapshot; earlier snapshots stay as they were', () => {
+  const h = withBase();
+  const p = new Projection(h.state);
+  const snap = p.state;
+  const snapHash = stateHash(snap);
+  for (const hash of ['a', 'b', 'c']) {
+    const events = p.peek((s) => decide(s, { type: 'addDevice', hash, baseHash: '' }));
+    p.applyAll(events);
+    p.apply({ type: 'TransactionCommitted', txId: events[0]!.txId, body: {} });
+    const mount = p.peek((s) => decide(s, { type: 'mountDevice', hash, path: `/mnt/${hash}` }));
+    p.applyAll(mount);
+  }
+  assert.is(stateHash(snap), snapHash);
+  assert.is(p.state.devices.size, 4);
+  assert.is(p.state.txId, 4);
+  assert.is(p.peek((s) => s.devices.get('c')!.mounts[0]!.path), '/mnt/c');
 });
 
 test('stateHash: same state, any insertion or key order → same hash; any field change → different hash', () => {
