@@ -132,17 +132,31 @@ export interface EventLike {
   readonly body: Readonly<Record<string, unknown>>;
 }
 
-/** The changes of the pending transaction, over the committed state. */
+/**
+ * The changes of the pending transaction, over the committed state. A transaction touches a handful of
+ * keys, so the changes are small association lists (cheaper to build than Maps on the replay path).
+ */
 interface Overlay {
   /** hash → the device as the transaction leaves it; null = deleted. */
-  readonly devices: Map<string, Device | null>;
+  readonly devices: Assoc<string, Device | null>;
   /** device id → owner; null = freed. */
-  readonly ids: Map<number, string | null>;
+  readonly ids: Assoc<number, string | null>;
   /** parent hash → change in its snapshot count. */
-  readonly childDelta: Map<string, number>;
+  readonly childDelta: Assoc<string, number>;
   pool: PoolInfo | null;
   base: BaseInfo | null;
   baseSet: boolean;
+}
+
+/** A tiny map: alternating keys and values. */
+type Assoc<K, V> = (K | V)[];
+function assocIndex<K>(a: readonly unknown[], k: K): number {
+  for (let i = 0; i < a.length; i += 2) if (a[i] === k) return i;
+  return -1;
+}
+function assocSet<K, V>(a: Assoc<K, V>, k: K, v: V): void {
+  const i = assocIndex(a, k);
+  if (i < 0) a.push(k, v); else a[i + 1] = v;
 }
 
 interface WorkPending {
@@ -154,7 +168,7 @@ interface WorkPending {
 }
 
 function newOverlay(): Overlay {
-  return { devices: new Map(), ids: new Map(), childDelta: new Map(), pool: null, base: null, baseSet: false };
+  return { devices: [], ids: [], childDelta: [], pool: null, base: null, baseSet: false };
 }
 
 /**
@@ -247,16 +261,25 @@ class Work {
   // --- reads through the pending overlay (for pool-metadata events) --------------------------------
   private viewDevice(h: string): Device | undefined {
     const ov = this.pending?.ov;
-    if (ov && ov.devices.has(h)) return ov.devices.get(h) ?? undefined;
+    const i = ov ? assocIndex(ov.devices, h) : -1;
+    if (i >= 0) return (ov!.devices[i + 1] as Device | null) ?? undefined;
     return this.devices.get(h);
   }
   private viewIdOwner(id: number): string | undefined {
     const ov = this.pending?.ov;
-    if (ov && ov.ids.has(id)) return ov.ids.get(id) ?? undefined;
+    const i = ov ? assocIndex(ov.ids, id) : -1;
+    if (i >= 0) return (ov!.ids[i + 1] as string | null) ?? undefined;
     return this.ids.get(id);
   }
   private viewChildren(h: string): number {
-    return (this.children.get(h) ?? 0) + (this.pending?.ov.childDelta.get(h) ?? 0);
+    const ov = this.pending?.ov;
+    const i = ov ? assocIndex(ov.childDelta, h) : -1;
+    return (this.children.get(h) ?? 0) + (i >= 0 ? (ov!.childDelta[i + 1] as number) : 0);
+  }
+  private childDelta(h: string, by: number): void {
+    const cd = this.pending!.ov.childDelta;
+    const i = assocIndex(cd, h);
+    if (i < 0) cd.push(h, by); else cd[i + 1] = (cd[i + 1] as number) + by;
   }
   private viewPool(): PoolInfo | null {
     return this.pending?.ov.pool ?? this.pool;
@@ -267,9 +290,9 @@ class Work {
   }
 
   // --- writes to the committed state --------------------------------------------------------------
-  private setDevice(d: Device): void {
+  /** Replaces `before` (undefined: a new device) by `d`. */
+  private setDevice(before: Device | undefined, d: Device): void {
     this.own();
-    const before = this.devices.get(d.hash);
     this.devices.set(d.hash, d);
     if ((before?.deletionDeferred ?? false) !== d.deletionDeferred) {
       if (d.deletionDeferred) this.deferred.add(d.hash); else this.deferred.delete(d.hash);
@@ -334,7 +357,7 @@ class Work {
     this.checkCurrentTx(e);
     const d = this.devices.get(hash);
     if (!d) throw conflict(e, `no device ${JSON.stringify(hash)}`, { hash });
-    if (this.pending?.ov.devices.has(hash)) throw conflict(e, `device ${JSON.stringify(hash)} is part of pending transaction ${this.pending.txId}`, { hash });
+    if (this.pending && assocIndex(this.pending.ov.devices, hash) >= 0) throw conflict(e, `device ${JSON.stringify(hash)} is part of pending transaction ${this.pending.txId}`, { hash });
     return d;
   }
 
@@ -349,16 +372,16 @@ class Work {
         if (d.deletionDeferred) throw conflict(e, `device ${q(d.hash)} awaits deferred deletion`);
         // Activating a device whose removal was deferred cancels the deferred removal.
         if (d.active && !d.removalDeferred) throw conflict(e, `device ${q(d.hash)} is already active`);
-        return this.setDevice({ ...d, active: true, dmName: b.name, removalDeferred: false });
+        return this.setDevice(d, { ...d, active: true, dmName: b.name, removalDeferred: false });
       }
       case 'DeviceDeactivated': {
         if (!d.active) throw conflict(e, `device ${q(d.hash)} is not active`);
         if (d.mounts.length) throw conflict(e, `device ${q(d.hash)} is mounted at ${d.mounts[0]!.path}`);
         if (b.deferred) {
           if (d.removalDeferred) throw conflict(e, `removal of ${q(d.hash)} is already deferred`);
-          return this.setDevice({ ...d, removalDeferred: true });
+          return this.setDevice(d, { ...d, removalDeferred: true });
         }
-        return this.setDevice({ ...d, active: false, dmName: null, removalDeferred: false });
+        return this.setDevice(d, { ...d, active: false, dmName: null, removalDeferred: false });
       }
       case 'DeviceMounted': {
         if (!d.active || d.removalDeferred) throw conflict(e, `device ${q(d.hash)} is not active`);
@@ -366,22 +389,22 @@ class Work {
         if (d.mounts.some((m) => m.path === b.path)) throw conflict(e, `device ${q(d.hash)} is already mounted at ${b.path}`);
         const mounts = [...d.mounts, { path: b.path as string, options: (b.options as string | undefined) ?? null }]
           .sort((x, y) => (x.path < y.path ? -1 : x.path > y.path ? 1 : 0));
-        return this.setDevice({ ...d, mounts: Object.freeze(mounts) });
+        return this.setDevice(d, { ...d, mounts: Object.freeze(mounts) });
       }
       case 'DeviceUnmounted': {
         if (!d.mounts.some((m) => m.path === b.path)) throw conflict(e, `device ${q(d.hash)} is not mounted at ${b.path}`);
         const mounts = d.mounts.filter((m) => m.path !== b.path);
-        return this.setDevice({ ...d, mounts: mounts.length ? Object.freeze(mounts) : EMPTY_MOUNTS });
+        return this.setDevice(d, { ...d, mounts: mounts.length ? Object.freeze(mounts) : EMPTY_MOUNTS });
       }
       case 'DeviceResized': {
         if (d.deletionDeferred) throw conflict(e, `device ${q(d.hash)} awaits deferred deletion`);
         if (b.size <= d.size) throw conflict(e, `size ${b.size} does not grow device ${q(d.hash)} (size ${d.size})`);
-        return this.setDevice({ ...d, size: b.size });
+        return this.setDevice(d, { ...d, size: b.size });
       }
       case 'DeletionDeferred': {
         if (b.deviceId !== d.deviceId) throw conflict(e, `device ${q(d.hash)} has id ${d.deviceId}, not ${b.deviceId}`);
         if (d.deletionDeferred) throw conflict(e, `device ${q(d.hash)} already awaits deferred deletion`);
-        return this.setDevice({ ...d, deletionDeferred: true });
+        return this.setDevice(d, { ...d, deletionDeferred: true });
       }
       default:
         throw conflict(e, 'unknown event type');
@@ -403,8 +426,8 @@ class Work {
       if (this.viewDevice(h)) throw conflict(e, `device ${q(h)} exists`);
     };
     const create = (d: Device): void => {
-      ov.devices.set(d.hash, d);
-      ov.ids.set(d.deviceId, d.hash);
+      assocSet(ov.devices, d.hash, d);
+      assocSet(ov.ids, d.deviceId, d.hash);
       // The cursor moves at intent time and stays on rollback (see the header).
       this.nextDeviceId = d.deviceId;
     };
@@ -437,7 +460,7 @@ class Work {
         newId(b.deviceId);
         this.last = null;
         create(device(b.hash, b.deviceId, b.size, parent.hash, p.txId, parent.initialised));
-        ov.childDelta.set(parent.hash, (ov.childDelta.get(parent.hash) ?? 0) + 1);
+        this.childDelta(parent.hash, 1);
         break;
       }
       case 'DeviceDeleted': {
@@ -451,9 +474,9 @@ class Work {
         const base = this.viewBase();
         if (base && base.hash === d.hash) throw conflict(e, 'the base image is never deleted');
         this.last = null;
-        ov.devices.set(d.hash, null);
-        ov.ids.set(d.deviceId, null);
-        if (d.parentHash !== null) ov.childDelta.set(d.parentHash, (ov.childDelta.get(d.parentHash) ?? 0) - 1);
+        assocSet(ov.devices, d.hash, null);
+        assocSet(ov.ids, d.deviceId, null);
+        if (d.parentHash !== null) this.childDelta(d.parentHash, -1);
         break;
       }
       case 'PoolResized': {
@@ -472,17 +495,22 @@ class Work {
   private commit(p: WorkPending): void {
     const ov = p.ov;
     this.own();
-    for (const [h, d] of ov.devices) {
+    for (let i = 0; i < ov.devices.length; i += 2) {
+      const h = ov.devices[i] as string;
+      const d = ov.devices[i + 1] as Device | null;
       if (d === null) {
         this.devices.delete(h);
         if (this.deferred.delete(h)) this.deferredSorted = null;
-      } else this.setDevice(d);
+      } else this.setDevice(this.devices.get(h), d);
     }
-    for (const [id, owner] of ov.ids) {
+    for (let i = 0; i < ov.ids.length; i += 2) {
+      const id = ov.ids[i] as number;
+      const owner = ov.ids[i + 1] as string | null;
       if (owner === null) this.ids.delete(id); else this.ids.set(id, owner);
     }
-    for (const [h, delta] of ov.childDelta) {
-      const n = (this.children.get(h) ?? 0) + delta;
+    for (let i = 0; i < ov.childDelta.length; i += 2) {
+      const h = ov.childDelta[i] as string;
+      const n = (this.children.get(h) ?? 0) + (ov.childDelta[i + 1] as number);
       if (n === 0) this.children.delete(h); else this.children.set(h, n);
     }
     if (ov.pool) this.pool = ov.pool;
