@@ -1,2 +1,3 @@
 export * from './plan.js';
 export * from './engine.js';
+export * from './replay.js';
