@@ -3,48 +3,18 @@
  *   0 ok · 1 error · 2 usage · 3 drift found · 4 corruption found (including a torn tail)
  * Output: human text on a TTY, JSON (Lines) when piped or with --json. Errors go to stderr as `CODE: message`.
  */
-import { parseArgs, type ParseArgsConfig } from 'node:util';
-import path from 'node:path';
+import { parseArgs } from 'node:util';
 import { ThinjournalError, EVENT_TYPES, type JournalRecord } from '@thinjournal/spec';
 import { Journal } from '@thinjournal/journal';
-
-export const EXIT = { OK: 0, ERROR: 1, USAGE: 2, DRIFT: 3, CORRUPT: 4 } as const;
-
-export interface Out { write(s: string): unknown; isTTY?: boolean; columns?: number }
-export interface Io { stdout: Out; stderr: Out; env: Record<string, string | undefined> }
-
-class UsageError extends Error {}
-
-type Options = NonNullable<ParseArgsConfig['options']>;
-interface Command {
-  readonly summary: string;
-  readonly usage: string;
-  readonly example: string;
-  readonly options: Options;
-  run(values: Record<string, unknown>, positionals: string[], io: Io): Promise<number>;
-}
+import { RECOVERY_COMMANDS } from './recovery.js';
+import { EXIT, UsageError, journalDir, openForReading, progress, printTable, type Command, type Io, type Options, type Out } from './common.js';
+export { EXIT, type Io, type Out } from './common.js';
 
 const COMMON: Options = {
   home: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 };
-
-function journalDir(values: Record<string, unknown>, io: Io): string {
-  const home = (values.home as string | undefined) ?? io.env.THINJOURNAL_HOME ?? '/var/lib/thinjournal';
-  if (home.includes('\0')) throw new UsageError('--home contains NUL');
-  return path.join(home, 'journal');
-}
-
-/** Opens for reading; if the daemon holds the journal, reads a consistent copy instead. */
-async function openForReading(dir: string): Promise<Journal> {
-  try {
-    return await Journal.open(dir, { readOnly: true });
-  } catch (err) {
-    if ((err as { code?: string }).code === 'ERR_JOURNAL_LOCKED') return Journal.openSnapshot(dir);
-    throw err;
-  }
-}
 
 /** `--since`/`--until`: an integer is a seq; anything else must parse as a date/time. */
 function parseBound(name: string, text: string | undefined): { seq?: number; ts?: number } {
@@ -96,40 +66,12 @@ function tableRow(r: JournalRecord): string[] {
   return [String(r.seq), new Date(r.ts).toISOString().replace('T', ' ').replace('Z', ''), String(r.txId), r.actor, r.type, hash === undefined ? '' : hash === '' ? '(base)' : String(hash), detail];
 }
 
-/** Aligned table; widths from the rows printed, detail truncated to the terminal width. */
-function printTable(out: Out, rows: string[][]): void {
-  const widths = COLUMNS.map((c, i) => Math.max(c.length, ...rows.map((r) => r[i]!.length)));
-  const fmt = (r: readonly string[]) => {
-    const line = r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ');
-    const max = out.columns && out.columns > 20 ? out.columns : 160; // a pty may report 0 columns
-    return (line.length > max ? line.slice(0, max - 1) + '…' : line) + '\n';
-  };
-  out.write(fmt(COLUMNS));
-  for (const r of rows) out.write(fmt(r));
-}
-
-function progress(io: Io, label: string): { update(n: number, total: number): void; done(): void } {
-  if (!io.stderr.isTTY) return { update() {}, done() {} };
-  let last = 0;
-  return {
-    update(n, total) {
-      const now = Date.now();
-      if (now - last < 100) return;
-      last = now;
-      const frac = total > 0 ? Math.min(1, n / total) : 0;
-      const width = 30;
-      const bar = '█'.repeat(Math.round(frac * width)).padEnd(width, '░');
-      io.stderr.write(`\r${label} ${bar} ${n}/${total} records`);
-    },
-    done() { io.stderr.write('\r\x1b[K'); },
-  };
-}
-
 const FILTERS: Options = {
   since: { type: 'string' }, until: { type: 'string' }, device: { type: 'string' }, type: { type: 'string' }, actor: { type: 'string' },
 };
 
 const commands: Record<string, Command> = {
+  ...RECOVERY_COMMANDS,
   dump: {
     summary: 'print journal records (JSON Lines when piped or with --json, a table on a TTY)',
     usage: 'thinjournal dump [--home DIR] [--since SEQ|TIME] [--until SEQ|TIME] [--device HASH] [--type T[,T…]] [--actor A] [--verify] [--json]',
@@ -156,7 +98,7 @@ const commands: Record<string, Command> = {
         } else {
           for await (const r of j.iterate({ fromSeq: filter.fromSeq, toSeq: filter.toSeq, since: filter.sinceTs, until: filter.untilTs })) emit(r);
         }
-        if (!json) printTable(io.stdout, rows);
+        if (!json) printTable(io.stdout, rows, COLUMNS);
         return code;
       } finally {
         await j.close();
@@ -283,7 +225,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
     }
     const code = (err as { code?: string }).code ?? 'ERR_UNEXPECTED';
     io.stderr.write(`${code}: ${(err as Error).message}\n`);
-    if (err instanceof ThinjournalError && (code === 'ERR_JOURNAL_CORRUPT' || code === 'ERR_JOURNAL_TORN')) return EXIT.CORRUPT;
+    if (err instanceof ThinjournalError && (code === 'ERR_JOURNAL_CORRUPT' || code === 'ERR_JOURNAL_TORN' || code === 'ERR_STATE_HASH_MISMATCH')) return EXIT.CORRUPT;
     return EXIT.ERROR;
   }
 }

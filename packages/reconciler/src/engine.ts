@@ -50,6 +50,31 @@ export function poolTableSpec(p: PoolTableView): ThinPoolTableSpec {
   return { metadataDevice: p.metadataDevice, dataDevice: p.dataDevice, lengthSectors, dataBlockSectors, lowWaterMarkBlocks, features: { skipBlockZeroing: true } };
 }
 
+/**
+ * The journal's state: the latest valid checkpoint (its state hash re-verified: ERR_STATE_HASH_MISMATCH),
+ * then the records after it. Reads only; works on a read-only journal.
+ */
+export async function loadState(journal: Journal, opts: { onProgress?: (applied: number) => void } = {}): Promise<State> {
+  const cp = await journal.latestCheckpoint();
+  let state: State | undefined;
+  let from = 1;
+  if (cp) {
+    const s = fromPlain(cp.state);
+    if (stateHash(s) !== cp.stateHash) {
+      throw new ThinjournalError('ERR_STATE_HASH_MISMATCH', `checkpoint at seq ${cp.seq}: state hashes to ${stateHash(s)}, stored ${cp.stateHash}`, { seq: cp.seq });
+    }
+    state = s;
+    from = cp.seq + 1;
+  }
+  const p = new Projection(state);
+  let n = 0;
+  await journal.forEach((r) => {
+    p.apply(r);
+    if (opts.onProgress && ++n % 10_000 === 0) opts.onProgress(n);
+  }, { fromSeq: from });
+  return p.state;
+}
+
 export class Engine {
   private readonly projection: Projection;
   private tail: Promise<unknown> = Promise.resolve();
@@ -64,20 +89,7 @@ export class Engine {
    * records after it. Does not touch the kernel: call recover() for that.
    */
   static async open(journal: Journal, backend: Backend, opts: EngineOptions = {}): Promise<Engine> {
-    const cp = await journal.latestCheckpoint();
-    let state: State | undefined;
-    let from = 1;
-    if (cp) {
-      const s = fromPlain(cp.state);
-      if (stateHash(s) !== cp.stateHash) {
-        throw new ThinjournalError('ERR_STATE_HASH_MISMATCH', `checkpoint at seq ${cp.seq}: state hashes to ${stateHash(s)}, stored ${cp.stateHash}`, { seq: cp.seq });
-      }
-      state = s;
-      from = cp.seq + 1;
-    }
-    const p = new Projection(state);
-    await journal.forEach((r) => p.apply(r), { fromSeq: from });
-    return new Engine(journal, backend, p.state, opts);
+    return new Engine(journal, backend, await loadState(journal), opts);
   }
 
   get state(): State {

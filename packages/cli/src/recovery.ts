@@ -1,0 +1,211 @@
+/**
+ * Recovery and lineage commands: recover, replay, lineage, ls. They read the journal's state (checkpoint +
+ * tail); recover and replay also read and change the kernel through a Backend.
+ */
+import { existsSync } from 'node:fs';
+import { ThinjournalError } from '@thinjournal/spec';
+import { Journal } from '@thinjournal/journal';
+import type { State } from '@thinjournal/model';
+import { KernelBackend, type Backend } from '@thinjournal/dm';
+import { Engine, loadState, planReplay, applyReplay, type RecoveryPlan, type Step, type ReplayStep } from '@thinjournal/reconciler';
+import { EXIT, UsageError, journalDir, openForReading, progress, printTable, type Command, type Io } from './common.js';
+
+function backendFor(io: Io): Backend {
+  if (io.backend) return io.backend;
+  if (!existsSync('/dev/mapper/control')) {
+    throw new ThinjournalError('ERR_NATIVE_UNAVAILABLE', 'no /dev/mapper/control: this machine has no device-mapper (recover and replay need the kernel; --dry-run of replay does not)');
+  }
+  return new KernelBackend();
+}
+
+async function stateOf(io: Io, v: Record<string, unknown>): Promise<State> {
+  const j = await openForReading(journalDir(v, io));
+  try {
+    const bar = progress(io, 'replaying');
+    const s = await loadState(j, { onProgress: (n) => bar.update(n, j.head().seq) });
+    bar.done();
+    return s;
+  } finally {
+    await j.close();
+  }
+}
+
+function describeStep(s: Step | ReplayStep): string {
+  switch (s.kind) {
+    case 'createPool': return `create pool ${s.name} (data ${s.pool.dataDevice}, metadata ${s.pool.metadataDevice}, ${s.pool.dataSize} bytes, block ${s.pool.blockSize})`;
+    case 'resumeDevice': return `resume ${s.name}`;
+    case 'removeDevice': return `remove dm device ${s.name}`;
+    case 'deleteThin': return `delete thin id ${s.deviceId}${'hash' in s ? ` (${JSON.stringify(s.hash)})` : ''}`;
+    case 'setTransactionId': return `set_transaction_id ${s.from} ${s.to}`;
+    case 'activateThin': return `activate thin id ${s.deviceId} as ${s.name}`;
+    case 'mount': return `mount ${s.name} at ${s.path}`;
+    case 'append': return `journal: ${s.events.map((e) => `${e.type}{tx ${e.txId}}`).join(', ')}`;
+    case 'createThin': return `create_thin ${s.deviceId} (${JSON.stringify(s.hash)}, tx ${s.txId})`;
+    case 'createSnap': return `create_snap ${s.deviceId} ${s.originId} (${JSON.stringify(s.hash)}, tx ${s.txId})`;
+  }
+}
+
+function printPlan(io: Io, plan: RecoveryPlan): void {
+  io.stdout.write(`verdict: ${plan.verdict} — ${plan.reason}\n`);
+  plan.steps.forEach((s, i) => io.stdout.write(`  ${String(i + 1).padStart(3)}. ${describeStep(s)}\n`));
+  if (plan.drift) {
+    const d = plan.drift;
+    io.stdout.write(`drift: journal committed tx ${d.journalTxId}${d.pendingTxId !== null ? ` (intends ${d.pendingTxId})` : ''}, kernel tx ${d.kernelTxId ?? 'unreadable'}\n`);
+    if (d.kernelOnly.length) io.stdout.write(`  thin ids only in the kernel: ${d.kernelOnly.join(', ')}\n`);
+    if (d.journalOnly.length) io.stdout.write(`  devices only in the journal: ${d.journalOnly.map((x) => `${JSON.stringify(x.hash)} (id ${x.deviceId})`).join(', ')}\n`);
+    io.stdout.write('repair plan (nothing was changed; run `thinjournal recover --repair` to apply it):\n');
+    (plan.repair ?? []).forEach((s, i) => io.stdout.write(`  ${String(i + 1).padStart(3)}. ${describeStep(s)}\n`));
+  }
+}
+
+/** `--to N` is a seq; `--to tx:N` a pool transaction id. */
+function parseTo(text: string | undefined): { toSeq?: number; toTxId?: number } {
+  if (text === undefined) return {};
+  const m = /^(tx:)?(\d+)$/.exec(text);
+  if (!m || !Number.isSafeInteger(Number(m[2]))) throw new UsageError(`--to "${text}" is neither a seq (N) nor a transaction id (tx:N)`);
+  return m[1] ? { toTxId: Number(m[2]) } : { toSeq: Number(m[2]) };
+}
+
+export const RECOVERY_COMMANDS: Record<string, Command> = {
+  recover: {
+    summary: 'bring the kernel\'s pool and the journal to one state after a crash (exit 3 on drift, changing nothing)',
+    usage: 'thinjournal recover [--home DIR] [--dry-run] [--repair] [--json]',
+    example: 'thinjournal recover --home /var/lib/thinjournal --dry-run',
+    options: { 'dry-run': { type: 'boolean' }, repair: { type: 'boolean' } },
+    async run(v, _p, io) {
+      const backend = backendFor(io);
+      const j = await Journal.open(journalDir(v, io), { actor: 'thinjournal-cli' });
+      try {
+        const engine = await Engine.open(j, backend, { actor: 'thinjournal-cli' });
+        if (!engine.state.pool) throw new ThinjournalError('ERR_POOL_NOT_INITIALISED', 'the journal has no pool: nothing to recover');
+        const r = await engine.recover({ dryRun: v['dry-run'] === true, actor: 'thinjournal-cli' });
+        let repaired = null;
+        if (r.plan.verdict === 'drift' && v.repair === true && v['dry-run'] !== true) repaired = await engine.applyRepair(r.plan.repair ?? []);
+        if (v.json === true) io.stdout.write(JSON.stringify({ ...r, dryRun: v['dry-run'] === true, repaired }) + '\n');
+        else {
+          printPlan(io, r.plan);
+          if (v['dry-run'] === true) io.stdout.write('dry run: nothing was changed\n');
+          else if (r.plan.verdict !== 'drift') io.stdout.write(`applied: ${r.completed} steps (${r.skipped} already done)\n`);
+          if (repaired) io.stdout.write(`repair applied: ${repaired.completed} steps\n`);
+        }
+        return r.plan.verdict === 'drift' && !repaired ? EXIT.DRIFT : EXIT.OK;
+      } finally {
+        await j.close();
+      }
+    },
+  },
+  replay: {
+    summary: 'rebuild the pool from the journal on an empty metadata device (same ids, lineage, transaction id; data is not in the journal)',
+    usage: 'thinjournal replay [--home DIR] [--to SEQ|tx:TXID] [--metadata-device DEV] [--data-device DEV] [--pool-name NAME] [--dry-run] [--json]',
+    example: 'thinjournal replay --to tx:42 --metadata-device /dev/sdc1 --data-device /dev/sdc2 --pool-name restored --dry-run',
+    options: { to: { type: 'string' }, 'metadata-device': { type: 'string' }, 'data-device': { type: 'string' }, 'pool-name': { type: 'string' }, 'dry-run': { type: 'boolean' } },
+    async run(v, _p, io) {
+      const to = parseTo(v.to as string | undefined);
+      const j = await openForReading(journalDir(v, io));
+      let plan;
+      try {
+        plan = planReplay(await j.read(to.toSeq !== undefined ? { toSeq: to.toSeq } : {}), {
+          ...to,
+          ...(v['metadata-device'] ? { metadataDevice: v['metadata-device'] as string } : {}),
+          ...(v['data-device'] ? { dataDevice: v['data-device'] as string } : {}),
+          ...(v['pool-name'] ? { poolName: v['pool-name'] as string } : {}),
+        });
+      } finally {
+        await j.close();
+      }
+      const note = 'data is not in the journal: thin devices are rebuilt empty (ids, lineage and transaction id only)';
+      if (v['dry-run'] === true) {
+        if (v.json === true) io.stdout.write(JSON.stringify({ dryRun: true, steps: plan.steps, lastSeq: plan.lastSeq, transactionId: plan.transactionId, stateHash: plan.stateHash, skippedTransactions: plan.skippedTransactions, note }) + '\n');
+        else {
+          plan.steps.forEach((s, i) => io.stdout.write(`  ${String(i + 1).padStart(4)}. ${describeStep(s)}\n`));
+          io.stdout.write(`up to seq ${plan.lastSeq}, transaction ${plan.transactionId}; state hash ${plan.stateHash}\n${note}\ndry run: nothing was changed\n`);
+        }
+        return EXIT.OK;
+      }
+      const bar = progress(io, 'replaying');
+      const r = await applyReplay(plan, backendFor(io), { onStep: (i, n) => bar.update(i, n) });
+      bar.done();
+      if (v.json === true) io.stdout.write(JSON.stringify({ ...r, lastSeq: plan.lastSeq, stateHash: plan.stateHash, note }) + '\n');
+      else io.stdout.write(`rebuilt: transaction ${r.transactionId}, ${r.ids.length} thin devices — ${r.matches ? 'matches' : 'DOES NOT MATCH'} the journal at seq ${plan.lastSeq}; state hash ${plan.stateHash}\n${note}\n`);
+      return r.matches ? EXIT.OK : EXIT.DRIFT;
+    },
+  },
+  lineage: {
+    summary: 'the snapshot tree from the journal (text, or --format dot|mermaid)',
+    usage: 'thinjournal lineage [--home DIR] [--format text|dot|mermaid] [--json]',
+    example: 'thinjournal lineage --format dot | dot -Tsvg > lineage.svg',
+    options: { format: { type: 'string' } },
+    async run(v, _p, io) {
+      const format = (v.format as string | undefined) ?? 'text';
+      if (!['text', 'dot', 'mermaid'].includes(format)) throw new UsageError(`--format "${format}" is not one of text, dot, mermaid`);
+      const s = await stateOf(io, v);
+      io.stdout.write(v.json === true ? JSON.stringify(lineageJson(s)) + '\n' : renderLineage(s, format as 'text' | 'dot' | 'mermaid'));
+      return EXIT.OK;
+    },
+  },
+  ls: {
+    summary: 'devices as the journal knows them (id, size, parent, active, mounts)',
+    usage: 'thinjournal ls [--home DIR] [--json]',
+    example: 'thinjournal ls --json | jq -r ".[] | select(.mounts | length > 0) | .hash"',
+    options: {},
+    async run(v, _p, io) {
+      const s = await stateOf(io, v);
+      const devs = [...s.devices.values()].sort((a, b) => a.deviceId - b.deviceId);
+      if (v.json === true || !io.stdout.isTTY) {
+        io.stdout.write(JSON.stringify(devs.map((d) => ({ hash: d.hash, deviceId: d.deviceId, size: d.size, parent: d.parentHash, txId: d.txId, active: d.active, dmName: d.dmName, mounts: d.mounts.map((m) => m.path), deletionDeferred: d.deletionDeferred }))) + '\n');
+      } else {
+        printTable(io.stdout, devs.map((d) => [d.hash === '' ? '(base)' : d.hash, String(d.deviceId), String(d.size), d.parentHash === null ? '' : d.parentHash === '' ? '(base)' : d.parentHash, d.active ? (d.removalDeferred ? 'removing' : 'active') : '', d.mounts.map((m) => m.path).join(','), d.deletionDeferred ? 'deferred-delete' : '']), ['hash', 'id', 'size', 'parent', 'state', 'mounts', 'flags']);
+      }
+      return EXIT.OK;
+    },
+  },
+};
+
+function childrenMap(s: State): Map<string | null, string[]> {
+  const kids = new Map<string | null, string[]>();
+  for (const d of [...s.devices.values()].sort((a, b) => a.deviceId - b.deviceId)) {
+    const list = kids.get(d.parentHash) ?? [];
+    list.push(d.hash);
+    kids.set(d.parentHash, list);
+  }
+  return kids;
+}
+
+const label = (h: string) => (h === '' ? '(base)' : h);
+
+function lineageJson(s: State): unknown {
+  const kids = childrenMap(s);
+  const node = (h: string): unknown => ({ hash: h, deviceId: s.devices.get(h)!.deviceId, children: (kids.get(h) ?? []).map(node) });
+  return (kids.get(null) ?? []).map(node);
+}
+
+export function renderLineage(s: State, format: 'text' | 'dot' | 'mermaid'): string {
+  const kids = childrenMap(s);
+  const roots = kids.get(null) ?? [];
+  if (format === 'dot') {
+    const lines = ['digraph lineage {', '  rankdir=LR;'];
+    for (const d of [...s.devices.values()].sort((a, b) => a.deviceId - b.deviceId)) {
+      lines.push(`  "${d.deviceId}" [label=${JSON.stringify(`${label(d.hash)} #${d.deviceId}`)}];`);
+      if (d.parentHash !== null) lines.push(`  "${s.devices.get(d.parentHash)!.deviceId}" -> "${d.deviceId}";`);
+    }
+    return lines.join('\n') + '\n}\n';
+  }
+  if (format === 'mermaid') {
+    const lines = ['graph LR'];
+    for (const d of [...s.devices.values()].sort((a, b) => a.deviceId - b.deviceId)) {
+      lines.push(`  d${d.deviceId}[${JSON.stringify(`${label(d.hash)} #${d.deviceId}`)}]`);
+      if (d.parentHash !== null) lines.push(`  d${s.devices.get(d.parentHash)!.deviceId} --> d${d.deviceId}`);
+    }
+    return lines.join('\n') + '\n';
+  }
+  const out: string[] = [];
+  const walk = (h: string, prefix: string, last: boolean, root: boolean) => {
+    const d = s.devices.get(h)!;
+    const flags = [d.active ? 'active' : '', ...d.mounts.map((m) => `mounted ${m.path}`), d.deletionDeferred ? 'deletion deferred' : ''].filter(Boolean);
+    out.push(`${prefix}${root ? '' : last ? '└── ' : '├── '}${label(h)} #${d.deviceId}${flags.length ? ` [${flags.join(', ')}]` : ''}`);
+    const ks = kids.get(h) ?? [];
+    ks.forEach((k, i) => walk(k, root ? '' : prefix + (last ? '    ' : '│   '), i === ks.length - 1, false));
+  };
+  roots.forEach((r) => walk(r, '', true, true));
+  return out.join('\n') + (out.length ? '\n' : '');
+}
