@@ -14,7 +14,7 @@ import {
   ThinjournalError, ChainVerifier, chainError, validateEvent, encodeRecord, sha256, splitChunk, recordFromDecoded,
   chunkKey, checkpointKey, seqOfKey, encodeMeta, decodeMeta, encodeHead, decodeHead, encodeCheckpoint,
   decodeCheckpoint, packr, GENESIS_PREV, FORMAT_VERSION, MAX_BODY_BYTES, CHUNK_PREFIX, CHECKPOINT_PREFIX, META_KEY,
-  HEAD_KEY, type JournalEvent, type JournalRecord, type JournalHead, type JournalMeta, type ChainResult,
+  HEAD_KEY, checkEnvelope, type ReplayRecord, type JournalEvent, type JournalRecord, type JournalHead, type JournalMeta, type ChainResult,
   type EventType,
 } from '@thinjournal/spec';
 
@@ -459,20 +459,31 @@ export class Journal {
     return out;
   }
 
-  /** Fast replay: calls `fn` for every record from `fromSeq`, in order; no per-record hash (see verify()). */
-  async forEach(fn: (rec: JournalRecord) => void, opts: { fromSeq?: number; toSeq?: number } = {}): Promise<number> {
+  /**
+   * Fast replay: calls `fn` for every record from `fromSeq`, in order, chunk by chunk. Every record is checked
+   * (envelope and body) but not hashed, and `fn` gets the decoded envelope itself (no copy, no prev/hash
+   * strings): the chain is verify()'s job. Resolves with the number of records passed to `fn`.
+   */
+  async forEach(fn: (rec: ReplayRecord) => void, opts: { fromSeq?: number; toSeq?: number } = {}): Promise<number> {
     const fromSeq = opts.fromSeq ?? 1;
     const toSeq = opts.toSeq ?? Infinity;
     let n = 0;
-    const recs: JournalRecord[] = [];
+    let done = false;
     for await (const batch of this.chunks(fromSeq)) {
-      for (const [key, value] of batch) Journal.decodeChunk(key, value, fromSeq, false, recs);
-      for (const rec of recs) {
-        if (rec.seq > toSeq) return n;
-        fn(rec);
-        n++;
+      for (const [key, value] of batch) {
+        try {
+          packr.unpackMultiple(value as Buffer, (raw: unknown) => {
+            const r = checkEnvelope(raw);
+            if (r.seq > toSeq) { done = true; return false; }
+            if (r.seq >= fromSeq) { fn(r); n++; }
+            return true;
+          });
+        } catch (err) {
+          if ((err as { incomplete?: boolean }).incomplete) throw chainError({ kind: 'torn', seq: seqOfKey(key, CHUNK_PREFIX) ?? 0, reason: 'torn-tail', message: `chunk ${key} ends inside a record` });
+          throw err;
+        }
+        if (done) return n;
       }
-      recs.length = 0;
     }
     return n;
   }

@@ -119,12 +119,23 @@ function undecodable(message: string, details: Record<string, unknown> = {}): Th
   return new ThinjournalError('ERR_UNDECODABLE', message, details);
 }
 
+/** What replay needs of a record: the envelope without its chain fields. A decoded envelope is one. */
+export interface ReplayRecord {
+  readonly seq: number;
+  readonly txId: number;
+  readonly ts: number;
+  readonly type: EventType;
+  readonly actor: string;
+  readonly reason: string;
+  readonly body: Readonly<Record<string, unknown>>;
+}
+
 /**
- * Turns a decoded envelope into a validated record. `bytes` are the record's exact stored bytes (hashed).
- * With `hash: false` (the replay fast path) `hash` and `prev` are left empty; everything else is checked.
- * Errors: ERR_UNDECODABLE (not an envelope), ERR_UNKNOWN_VERSION, ERR_BAD_EVENT (envelope fine, body not).
+ * Checks a decoded envelope in place (format.md §3, events.md) and returns it, upcast if older: the replay fast
+ * path, which allocates nothing per record. Errors: ERR_UNDECODABLE (not an envelope), ERR_UNKNOWN_VERSION,
+ * ERR_BAD_EVENT (envelope fine, body not).
  */
-export function recordFromDecoded(raw: unknown, bytes: Uint8Array, opts: { hash?: boolean } = {}): JournalRecord {
+export function checkEnvelope(raw: unknown): ReplayRecord & { readonly prev: Uint8Array } {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw) || raw instanceof Uint8Array) throw undecodable('record is not a msgpack map');
   let r = raw as Record<string, unknown>;
   const v = r.v;
@@ -147,9 +158,18 @@ export function recordFromDecoded(raw: unknown, bytes: Uint8Array, opts: { hash?
   if (!isUint(r.seq) || (r.seq as number) < 1) throw undecodable('record "seq" is not a safe integer ≥ 1');
   if (!isUint(r.ts)) throw undecodable('record "ts" is not a safe integer ≥ 0');
   validateEvent(r.type, r.txId, r.body, r.actor, r.reason);
+  return r as unknown as ReplayRecord & { readonly prev: Uint8Array };
+}
+
+/**
+ * Turns a decoded envelope into a validated record. `bytes` are the record's exact stored bytes (hashed).
+ * With `hash: false`, `hash` and `prev` are left empty; everything else is checked.
+ */
+export function recordFromDecoded(raw: unknown, bytes: Uint8Array, opts: { hash?: boolean } = {}): JournalRecord {
+  const r = checkEnvelope(raw);
+  const prev = r.prev;
   return {
-    v: FORMAT_VERSION, seq: r.seq as number, txId: r.txId as number, ts: r.ts as number, type: r.type as EventType,
-    actor: r.actor as string, reason: r.reason as string, body: r.body as Record<string, unknown>,
+    v: FORMAT_VERSION, seq: r.seq, txId: r.txId, ts: r.ts, type: r.type, actor: r.actor, reason: r.reason, body: r.body,
     prev: opts.hash === false ? '' : Buffer.from(prev.buffer, prev.byteOffset, prev.length).toString('hex'),
     hash: opts.hash === false ? '' : sha256(bytes).toString('hex'),
   };
