@@ -24,9 +24,8 @@ export const MAX_BODY_BYTES = 64 * 1024;
 
 export const packr = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
 
-/** A decoded, validated record. `prev` and `hash` are lowercase hex. */
-export interface JournalRecord {
-  readonly v: number;
+/** What replay needs of a record: the envelope without its chain fields. A decoded envelope is one. */
+export interface ReplayRecord {
   readonly seq: number;
   readonly txId: number;
   readonly ts: number;
@@ -34,6 +33,11 @@ export interface JournalRecord {
   readonly actor: string;
   readonly reason: string;
   readonly body: Readonly<Record<string, unknown>>;
+}
+
+/** A decoded, validated record with its chain fields. `prev` and `hash` are lowercase hex. */
+export interface JournalRecord extends ReplayRecord {
+  readonly v: number;
   readonly prev: string;
   readonly hash: string;
 }
@@ -117,17 +121,6 @@ export const UPCASTERS: Readonly<Record<number, (r: Record<string, unknown>) => 
 
 function undecodable(message: string, details: Record<string, unknown> = {}): ThinjournalError {
   return new ThinjournalError('ERR_UNDECODABLE', message, details);
-}
-
-/** What replay needs of a record: the envelope without its chain fields. A decoded envelope is one. */
-export interface ReplayRecord {
-  readonly seq: number;
-  readonly txId: number;
-  readonly ts: number;
-  readonly type: EventType;
-  readonly actor: string;
-  readonly reason: string;
-  readonly body: Readonly<Record<string, unknown>>;
 }
 
 /**
