@@ -6,7 +6,8 @@
 import { parseArgs } from 'node:util';
 import { ThinjournalError, EVENT_TYPES, type JournalRecord } from '@thinjournal/spec';
 import { Journal } from '@thinjournal/journal';
-import { RECOVERY_COMMANDS } from './recovery.js';
+import { RECOVERY_COMMANDS, backendFor, printPlan } from './recovery.js';
+import { Engine } from '@thinjournal/reconciler';
 import { EXIT, UsageError, journalDir, openForReading, progress, printTable, type Command, type Io, type Options, type Out } from './common.js';
 export { EXIT, type Io, type Out } from './common.js';
 
@@ -106,10 +107,10 @@ const commands: Record<string, Command> = {
     },
   },
   verify: {
-    summary: 'walk the whole hash chain and every checkpoint; exit 4 on corruption or a torn tail',
-    usage: 'thinjournal verify [--home DIR] [--json]',
-    example: 'thinjournal verify --home /var/lib/thinjournal --json',
-    options: {},
+    summary: 'walk the whole hash chain and every checkpoint (exit 4 on corruption or a torn tail); --kernel: also compare with the kernel\'s pool (exit 3 on drift)',
+    usage: 'thinjournal verify [--home DIR] [--kernel] [--json]',
+    example: 'thinjournal verify --home /var/lib/thinjournal --kernel --json',
+    options: { kernel: { type: 'boolean' } },
     async run(v, _p, io) {
       const j = await openForReading(journalDir(v, io));
       try {
@@ -117,15 +118,23 @@ const commands: Record<string, Command> = {
         const rep = await j.verify({ onProgress: (n, total) => bar.update(n, total) });
         bar.done();
         const r = rep.result;
+        // The kernel comparison is the recovery planner run dry: drift is what it cannot explain.
+        const kernel = r.ok && v.kernel === true ? (await Engine.open(j, backendFor(io))) : null;
+        const plan = kernel && kernel.state.pool ? (await kernel.recover({ dryRun: true })).plan : null;
         if (v.json === true) {
-          io.stdout.write(JSON.stringify({ ...r, checkpoints: rep.checkpoints }) + '\n');
+          io.stdout.write(JSON.stringify({ ...r, checkpoints: rep.checkpoints, ...(v.kernel === true ? { kernel: plan } : {}) }) + '\n');
         } else if (r.ok) {
           io.stdout.write(`ok: ${r.records} records, head seq ${r.last?.seq ?? 0}${r.last ? ` hash ${r.last.hash}` : ''}; checkpoints valid: ${rep.checkpoints.valid.length}, invalid: ${rep.checkpoints.invalid.length}\n`);
           for (const c of rep.checkpoints.invalid) io.stdout.write(`  invalid checkpoint at seq ${c.seq}: ${c.message}\n`);
         } else {
           io.stdout.write(`${r.kind === 'torn' ? 'TORN TAIL' : 'CORRUPT'} at seq ${r.seq}: ${r.reason}: ${r.message} (${r.records} records verified before it)\n`);
         }
-        return r.ok ? EXIT.OK : EXIT.CORRUPT;
+        if (plan && v.json !== true) {
+          io.stdout.write('kernel: ');
+          printPlan(io, plan);
+        }
+        if (!r.ok) return EXIT.CORRUPT;
+        return plan?.verdict === 'drift' ? EXIT.DRIFT : EXIT.OK;
       } finally {
         await j.close();
       }

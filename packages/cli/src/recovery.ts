@@ -10,7 +10,7 @@ import { KernelBackend, type Backend } from '@thinjournal/dm';
 import { Engine, loadState, planReplay, applyReplay, type RecoveryPlan, type Step, type ReplayStep } from '@thinjournal/reconciler';
 import { EXIT, UsageError, journalDir, openForReading, progress, printTable, type Command, type Io } from './common.js';
 
-function backendFor(io: Io): Backend {
+export function backendFor(io: Io): Backend {
   if (io.backend) return io.backend;
   if (!existsSync('/dev/mapper/control')) {
     throw new ThinjournalError('ERR_NATIVE_UNAVAILABLE', 'no /dev/mapper/control: this machine has no device-mapper (recover and replay need the kernel; --dry-run of replay does not)');
@@ -45,7 +45,7 @@ function describeStep(s: Step | ReplayStep): string {
   }
 }
 
-function printPlan(io: Io, plan: RecoveryPlan): void {
+export function printPlan(io: Io, plan: RecoveryPlan): void {
   io.stdout.write(`verdict: ${plan.verdict} — ${plan.reason}\n`);
   plan.steps.forEach((s, i) => io.stdout.write(`  ${String(i + 1).padStart(3)}. ${describeStep(s)}\n`));
   if (plan.drift) {

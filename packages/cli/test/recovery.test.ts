@@ -78,6 +78,22 @@ test('recover on drift: exit 3, a precise report, nothing changed; --repair appl
   } finally { h.cleanup(); }
 });
 
+test('verify --kernel: exit 0 when the kernel agrees, 3 with the drift named when it does not; the journal is untouched', async () => {
+  const h = await crashedHome();
+  try {
+    let io = capture(h.backend);
+    assert.is(await main(['verify', '--home', h.home, '--kernel', '--json'], io), EXIT.OK, io.err());
+    assert.is(JSON.parse(io.out()).kernel.verdict, 'roll-back', 'a pending intent is explained, not drift');
+    await main(['recover', '--home', h.home], capture(h.backend));
+    await h.backend.createThin('tj', 77);
+    io = capture(h.backend);
+    assert.is(await main(['verify', '--home', h.home, '--kernel'], io), EXIT.DRIFT);
+    assert.match(io.out(), /^ok: \d+ records/);
+    assert.match(io.out(), /kernel: verdict: drift/);
+    assert.match(io.out(), /thin ids only in the kernel: 77/);
+  } finally { h.cleanup(); }
+});
+
 test('replay --dry-run needs no kernel; replay rebuilds on spare devices and matches; --to tx:N; bad --to is a usage error', async () => {
   const h = await crashedHome();
   try {
