@@ -96,3 +96,36 @@ export const sysConstants: {
   MS_RDONLY: number; MS_NOSUID: number; MS_NODEV: number; MS_NOEXEC: number; MS_REMOUNT: number; MS_BIND: number;
   MS_NOATIME: number; MNT_FORCE: number; MNT_DETACH: number; MNT_EXPIRE: number; UMOUNT_NOFOLLOW: number;
 };
+
+// ---- the plan executor (src/plan.cc): one call runs a whole list of kernel steps on a worker thread ----
+
+/** A kernel step, lowered (tables built, names resolved) by TypeScript; each kind has exactly one guard. */
+export type PlanStep =
+  | { kind: 'createDevice'; name: string; table: DmTarget[]; guard: 'device-absent' }
+  | { kind: 'resumeDevice'; name: string; guard: 'suspended' }
+  | { kind: 'removeDevice'; name: string; guard: 'device-present' }
+  | { kind: 'deleteThin'; pool: string; deviceId: number; guard: 'thin-present' }
+  | { kind: 'setTransactionId'; pool: string; from: U64; to: U64; guard: 'txid-is-from' }
+  | { kind: 'mount'; device: string; path: string; fsType: string; flags?: number; data?: string; guard: 'not-mounted' };
+
+export interface PlanProgressEvent {
+  index: number;
+  kind: PlanStep['kind'];
+  outcome: 'done' | 'skipped' | 'failed';
+  /** errno value of a failed step. */
+  errno?: number;
+}
+
+export interface PlanRunResult {
+  /** One per step that ran to an outcome, in order; a failure stops the plan at `failed.index`. */
+  outcomes: ('done' | 'skipped')[];
+  failed: { index: number; error: NativeError } | null;
+}
+
+/**
+ * Runs `steps` in order on one worker thread; stops at the first failure (resolved, not rejected: the result
+ * names the failed step and its errno error). `onProgress` is called on the JS thread once per step, in
+ * order, before the promise resolves. Misuse (bad step shapes, a guard that is not the kind's) is a
+ * synchronous TypeError, before any effect.
+ */
+export function execPlan(steps: PlanStep[], onProgress?: (e: PlanProgressEvent) => void, opts?: { nodeDir?: string }): Promise<PlanRunResult>;

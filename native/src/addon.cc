@@ -103,6 +103,7 @@ Napi::Value U64Value(Napi::Env env, uint64_t v) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitDm(env, exports);
   InitSys(env, exports);
+  InitPlan(env, exports);
   return exports;
 }
 

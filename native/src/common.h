@@ -111,5 +111,6 @@ Fd OpenOrFail(const std::string& path, int flags, const std::string& device = {}
 Napi::Object Init(Napi::Env env, Napi::Object exports);
 void InitDm(Napi::Env env, Napi::Object exports);
 void InitSys(Napi::Env env, Napi::Object exports);
+void InitPlan(Napi::Env env, Napi::Object exports);
 
 }  // namespace tj

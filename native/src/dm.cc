@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "common.h"
+#include "dm.h"
 
 namespace tj {
 namespace {
@@ -37,27 +38,7 @@ int ControlFd() {
   return fd;
 }
 
-struct DmCall {
-  unsigned long cmd = 0;
-  const char* cmdName = "";
-  std::string name;
-  std::string uuid;
-  uint32_t flags = 0;
-  uint32_t eventNr = 0;
-  uint32_t targetCount = 0;   // DM_TABLE_LOAD: number of dm_target_spec records in the payload
-  std::vector<char> payload;  // bytes after struct dm_ioctl (8-byte aligned start)
-  bool queryOnly = false;     // may be repeated with a bigger buffer when the kernel says it was too small
-  size_t outRoom = 16 * 1024; // room for the kernel's reply beyond the payload
-};
-
-struct DmReply {
-  std::vector<uint64_t> mem;  // uint64_t: keeps the buffer 8-byte aligned as the kernel expects
-  dm_ioctl* io() { return reinterpret_cast<dm_ioctl*>(mem.data()); }
-  const char* base() { return reinterpret_cast<const char*>(mem.data()); }
-  // The reply's data area: [data_start, data_size).
-  const char* data() { return base() + io()->data_start; }
-  size_t dataLen() { return io()->data_size > io()->data_start ? io()->data_size - io()->data_start : 0; }
-};
+}  // namespace
 
 void CheckName(const DmCall& c) {
   // DM_NAME_LEN / DM_UUID_LEN include the terminating NUL. Refused here because they cannot be encoded.
@@ -97,13 +78,6 @@ DmReply DoIoctl(const DmCall& c) {
   }
 }
 
-// Plain copy of a reply header, built into JS on the main thread.
-struct Info {
-  std::string name, uuid;
-  uint32_t major = 0, minor = 0, flags = 0, eventNr = 0, targetCount = 0;
-  int32_t openCount = 0;
-};
-
 Info InfoOf(DmReply& r) {
   dm_ioctl* io = r.io();
   Info i;
@@ -135,11 +109,6 @@ Napi::Object InfoJs(Napi::Env env, const Info& i) {
   o.Set("internalSuspend", bool(i.flags & DM_INTERNAL_SUSPEND_FLAG));
   return o;
 }
-
-struct TargetLine {
-  uint64_t start = 0, length = 0;
-  std::string type, params;
-};
 
 std::vector<TargetLine> ParseTargets(DmReply& r) {
   // In DM_TABLE_STATUS replies, `next` counts from the first dm_target_spec (see dm-ioctl.h).
@@ -218,7 +187,7 @@ std::vector<char> EncodeTable(const std::vector<TargetLine>& ts, const std::stri
   return buf;
 }
 
-DmCall Call(unsigned long cmd, const char* cmdName, const std::string& name, uint32_t flags = 0) {
+DmCall Call(unsigned long cmd, const char* cmdName, const std::string& name, uint32_t flags) {
   DmCall c;
   c.cmd = cmd;
   c.cmdName = cmdName;
@@ -256,7 +225,52 @@ Builder InfoBuilder(const Info& i, const std::string& node = {}) {
   };
 }
 
+Info CreateDevice(const std::string& name, const std::string& uuid, bool readOnly, const std::vector<TargetLine>* table,
+                  const std::string& nodeDir, std::string* node) {
+  DmCall c = Call(DM_DEV_CREATE, "DM_DEV_CREATE", name);
+  c.uuid = uuid;
+  DmReply r = DoIoctl(c);
+  Info i = InfoOf(r);
+  if (!table) return i;
+  try {
+    DmCall l = Call(DM_TABLE_LOAD, "DM_TABLE_LOAD", name, readOnly ? DM_READONLY_FLAG : 0);
+    l.payload = EncodeTable(*table, name);
+    l.targetCount = static_cast<uint32_t>(table->size());
+    DoIoctl(l);
+    DmReply rr = DoIoctl(Call(DM_DEV_SUSPEND, "DM_DEV_SUSPEND(resume)", name));
+    i = InfoOf(rr);
+    if (!nodeDir.empty()) {
+      std::string n = EnsureNode(nodeDir, name, i.major, i.minor);
+      if (node) *node = n;
+    }
+    return i;
+  } catch (const SysError&) {
+    try {
+      DoIoctl(Call(DM_DEV_REMOVE, "DM_DEV_REMOVE", name));
+    } catch (const SysError&) {
+      // The original error is the one worth reporting; a remove that fails here leaves a device
+      // without a table, which `dmListDevices` shows.
+    }
+    throw;
+  }
+}
+
+bool TargetMessage(const std::string& name, uint64_t sector, const std::string& msg, std::string* out) {
+  DmCall c = Call(DM_TARGET_MSG, "DM_TARGET_MSG", name);
+  c.payload.assign(sizeof(dm_target_msg) + msg.size() + 1, 0);
+  dm_target_msg* m = reinterpret_cast<dm_target_msg*>(c.payload.data());
+  m->sector = sector;
+  memcpy(c.payload.data() + sizeof(dm_target_msg), msg.data(), msg.size());
+  c.outRoom = 64 * 1024;
+  DmReply r = DoIoctl(c);
+  if (r.io()->flags & DM_BUFFER_FULL_FLAG) fail(ENOBUFS, "DM_TARGET_MSG", name);
+  bool has = r.io()->flags & DM_DATA_OUT_FLAG;
+  if (has && out) out->assign(r.data(), strnlen(r.data(), r.dataLen()));
+  return has;
+}
+
 // ---------------------------------------------------------------- exported calls
+namespace {
 
 Napi::Value Version(const Napi::CallbackInfo& info) {
   return Queue(info.Env(), "dmVersion", []() -> Builder {
@@ -370,30 +384,9 @@ Napi::Value Create(const Napi::CallbackInfo& info) {
   std::vector<TargetLine> table;
   if (hasTable) table = ArgTable(info.Env(), opt.Get("table"));
   return Queue(info.Env(), "dmCreate", [=]() -> Builder {
-    DmCall c = Call(DM_DEV_CREATE, "DM_DEV_CREATE", name);
-    c.uuid = uuid;
-    DmReply r = DoIoctl(c);
-    Info i = InfoOf(r);
-    if (!hasTable) return InfoBuilder(i);
-    try {
-      DmCall l = Call(DM_TABLE_LOAD, "DM_TABLE_LOAD", name, ro ? DM_READONLY_FLAG : 0);
-      l.payload = EncodeTable(table, name);
-      l.targetCount = static_cast<uint32_t>(table.size());
-      DoIoctl(l);
-      DmReply rr = DoIoctl(Call(DM_DEV_SUSPEND, "DM_DEV_SUSPEND(resume)", name));
-      i = InfoOf(rr);
-      std::string node;
-      if (!nodeDir.empty()) node = EnsureNode(nodeDir, name, i.major, i.minor);
-      return InfoBuilder(i, node);
-    } catch (const SysError&) {
-      try {
-        DoIoctl(Call(DM_DEV_REMOVE, "DM_DEV_REMOVE", name));
-      } catch (const SysError&) {
-        // The original error is the one worth reporting; a remove that fails here leaves a device
-        // without a table, which `dmListDevices` shows.
-      }
-      throw;
-    }
+    std::string node;
+    Info i = CreateDevice(name, uuid, ro, hasTable ? &table : nullptr, nodeDir, &node);
+    return InfoBuilder(i, node);
   });
 }
 
@@ -505,17 +498,8 @@ Napi::Value Message(const Napi::CallbackInfo& info) {
   uint64_t sector = ArgU64(info, 1, "sector");
   std::string msg = ArgString(info, 2, "message");
   return Queue(info.Env(), "dmMessage", [=]() -> Builder {
-    DmCall c = Call(DM_TARGET_MSG, "DM_TARGET_MSG", name);
-    c.payload.assign(sizeof(dm_target_msg) + msg.size() + 1, 0);
-    dm_target_msg* m = reinterpret_cast<dm_target_msg*>(c.payload.data());
-    m->sector = sector;
-    memcpy(c.payload.data() + sizeof(dm_target_msg), msg.data(), msg.size());
-    c.outRoom = 64 * 1024;
-    DmReply r = DoIoctl(c);
-    if (r.io()->flags & DM_BUFFER_FULL_FLAG) fail(ENOBUFS, "DM_TARGET_MSG", name);
-    bool has = r.io()->flags & DM_DATA_OUT_FLAG;
     std::string out;
-    if (has) out.assign(r.data(), strnlen(r.data(), r.dataLen()));
+    bool has = TargetMessage(name, sector, msg, &out);
     return [has, out](Napi::Env env) -> Napi::Value {
       if (!has) return env.Null();
       return Napi::String::New(env, out);

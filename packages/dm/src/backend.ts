@@ -12,6 +12,7 @@ import { ThinjournalError } from '@thinjournal/spec';
 import { errnoOf } from './errors.js';
 import type { FsType } from './fs.js';
 import { checkDmName, checkThinId, checkTransactionId, checkUuid } from './names.js';
+import { GUARD_OF, guardedListener, runPlanSteps, type ExecStep, type PlanProgress, type PlanResult } from './plan.js';
 import { parseThinPoolStatus, parseThinStatus, type ThinPoolStatus, type ThinPoolStatusOk, type ThinStatus } from './status.js';
 import { parseThinPoolTable, thinPoolTable, thinTable, type ParsedThinPoolTable, type TableLine, type ThinPoolTableSpec, type ThinTableSpec } from './tables.js';
 
@@ -125,6 +126,15 @@ export interface Backend {
   mount(device: string, target: string, opts: MountOptions): Promise<void>;
   umount(target: string, opts?: { detach?: boolean }): Promise<void>;
   mounted(target: string): Promise<MountState | null>;
+
+  // ---- plans ----
+  /**
+   * Runs a plan's kernel steps in order, each unless its guard says it is already done (plan.ts has the
+   * table), and stops at the first failure: the result names the outcome of every step that ran and the
+   * failed step's error; it rejects only for invalid steps (before any effect) or a listener that threw.
+   * KernelBackend runs the whole list in one native call on a worker thread.
+   */
+  executePlan(steps: readonly ExecStep[], onProgress?: (p: PlanProgress) => void): Promise<PlanResult>;
 }
 
 export abstract class BackendBase implements Backend {
@@ -161,6 +171,16 @@ export abstract class BackendBase implements Backend {
 
   info(name: string): Promise<DeviceInfo | null> {
     return this.rawInfo(checkDmName(name));
+  }
+
+  async executePlan(steps: readonly ExecStep[], onProgress?: (p: PlanProgress) => void): Promise<PlanResult> {
+    checkPlan(steps);
+    const l = guardedListener(onProgress);
+    return l.settle(await this.runPlan(steps, l.emit));
+  }
+  /** The executor; KernelBackend replaces it with the native one. Steps are valid here. */
+  protected runPlan(steps: readonly ExecStep[], emit: (p: PlanProgress) => void): Promise<PlanResult> {
+    return runPlanSteps(this, steps, emit);
   }
   create(name: string, table: TableLine[], opts: { uuid?: string; readOnly?: boolean } = {}): Promise<DeviceInfo> {
     checkDmName(name);
@@ -252,6 +272,41 @@ export abstract class BackendBase implements Backend {
     checkTransactionId(to, 'new transaction id');
     await this.message(pool, `set_transaction_id ${from} ${to}`);
   }
+}
+
+/** Validates every step before any runs (the same checks as the single calls: ERR_DM_*, TypeError). */
+function checkPlan(steps: readonly ExecStep[]): void {
+  if (!Array.isArray(steps)) throw new TypeError('steps must be an array of plan steps');
+  steps.forEach((st, i) => {
+    const kind = (st as { kind?: unknown } | null)?.kind;
+    if (typeof kind !== 'string' || !Object.hasOwn(GUARD_OF, kind)) throw new TypeError(`step ${i}: unknown kind ${JSON.stringify(kind)}`);
+    const guard: string = GUARD_OF[kind as ExecStep['kind']];
+    if (st.guard !== guard) throw new TypeError(`step ${i}: ${kind} takes guard ${guard}, not ${JSON.stringify(st.guard)}`);
+    switch (st.kind) {
+      case 'createDevice':
+        checkDmName(st.name);
+        if (!st.table.length) throw new ThinjournalError('ERR_DM_TABLE', `step ${i}: createDevice needs a table`);
+        checkTable([...st.table]);
+        break;
+      case 'resumeDevice':
+      case 'removeDevice':
+        checkDmName(st.name);
+        break;
+      case 'deleteThin':
+        checkDmName(st.pool);
+        checkThinId(st.deviceId);
+        break;
+      case 'setTransactionId':
+        checkDmName(st.pool);
+        checkTransactionId(st.from, 'current transaction id');
+        checkTransactionId(st.to, 'new transaction id');
+        break;
+      case 'mount':
+        if (typeof st.device !== 'string' || typeof st.path !== 'string' || !st.path.startsWith('/')) throw new TypeError(`step ${i}: mount needs a device and an absolute path`);
+        if (st.fsType !== 'ext4' && st.fsType !== 'xfs') throw new TypeError(`step ${i}: unsupported filesystem type ${String(st.fsType)}`);
+        break;
+    }
+  });
 }
 
 function checkTable(table: TableLine[]): TableLine[] {

@@ -5,12 +5,14 @@
  * device (EBUSY), and reading thin ids through a metadata snapshot with thin_dump.
  */
 import { readFile } from 'node:fs/promises';
+import { constants as osConstants } from 'node:os';
 import { createRequire } from 'node:module';
 import { ThinjournalError } from '@thinjournal/spec';
 import { BackendBase, type DeviceInfo, type DeviceListEntry, type MountOptions, type MountState, type PoolMetadata, type RemoveResult } from './backend.js';
 import { errnoOf, fromNative } from './errors.js';
 import { growFs, mkfs, mounted, probeFsType, runTool, type FsType } from './fs.js';
 import type { TableLine } from './tables.js';
+import { planResult, type ExecStep, type PlanProgress, type PlanResult } from './plan.js';
 
 type Native = typeof import('@thinjournal/native');
 
@@ -32,6 +34,12 @@ async function call<T>(p: () => Promise<T>): Promise<T> {
   } catch (err) {
     throw fromNative(err);
   }
+}
+
+/** errno value → its symbolic name (os.constants.errno), for progress events. */
+function errnoNameOf(errno: number): string | undefined {
+  for (const [name, v] of Object.entries(osConstants.errno)) if (v === errno) return name;
+  return undefined;
 }
 
 function toSafe(n: number | bigint, what: string): number {
@@ -91,13 +99,23 @@ export class KernelBackend extends BackendBase {
     const list = await call(() => this.n.dmListDevices());
     return list.map((d) => ({ name: d.name, major: d.major, minor: d.minor }));
   }
+  /**
+   * Invariant: a device this backend reports present is reachable at devicePath(name). Without udev, the
+   * node is made by the process that created the device, after DM_DEV_CREATE/LOAD/resume; a process killed
+   * in between leaves a live device without a node (found by the kill test: a re-adopted activation, then
+   * mount → ENOENT). Every caller that adopts an existing device (recovery's guards, the engine's
+   * "already active") asks info() first, so info() (re)makes the node, as udev would on a real system.
+   */
   protected async rawInfo(name: string): Promise<DeviceInfo | null> {
+    let i: import('@thinjournal/native').DmInfo;
     try {
-      return infoOf(await call(() => this.n.dmInfo(name)));
+      i = await call(() => this.n.dmInfo(name));
     } catch (err) {
       if (errnoOf(err) === 'ENXIO') return null;
       throw err;
     }
+    await call(() => this.n.ensureDmNode(this.nodeDir, name, i.major, i.minor));
+    return infoOf(i);
   }
   protected async rawCreate(name: string, table: TableLine[], opts: { uuid?: string; readOnly?: boolean }): Promise<DeviceInfo> {
     // An empty table means DM_DEV_CREATE alone: the kernel refuses to load a table without targets.
@@ -163,6 +181,32 @@ export class KernelBackend extends BackendBase {
   async readMetadata(metadataDevice: string): Promise<PoolMetadata> {
     const { stdout } = await runTool('thin_dump', ['--skip-mappings', metadataDevice]);
     return parseThinDump(stdout);
+  }
+
+  /**
+   * The whole plan in one native call (native/src/plan.cc): one worker thread runs the steps in order,
+   * evaluates each guard itself (DM_DEV_STATUS, the pool status line, the message's errno, mountinfo) and
+   * streams one progress event per step back to this thread.
+   */
+  protected override async runPlan(steps: readonly ExecStep[], emit: (p: PlanProgress) => void): Promise<PlanResult> {
+    const native: import('@thinjournal/native').PlanStep[] = steps.map((st) => {
+      switch (st.kind) {
+        case 'createDevice':
+          return { kind: st.kind, name: st.name, table: [...st.table], guard: st.guard };
+        case 'mount':
+          return {
+            kind: st.kind, device: st.device, path: st.path, fsType: st.fsType, guard: st.guard,
+            flags: st.readOnly ? this.n.sysConstants.MS_RDONLY : 0, ...(st.data !== undefined ? { data: st.data } : {}),
+          };
+        default:
+          return { ...st };
+      }
+    });
+    const r = await call(() => this.n.execPlan(native, (e) => {
+      const errnoName = e.errno !== undefined ? errnoNameOf(e.errno) : undefined;
+      emit({ index: e.index, kind: e.kind, outcome: e.outcome, ...(errnoName ? { errnoName } : {}) });
+    }, { nodeDir: this.nodeDir }));
+    return planResult(r.outcomes, r.failed ? { index: r.failed.index, step: steps[r.failed.index]!, error: fromNative(r.failed.error) } : null);
   }
 
   async attachLoop(file: string, opts: { readOnly?: boolean } = {}): Promise<string> {

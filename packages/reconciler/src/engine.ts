@@ -11,6 +11,7 @@ import { ThinjournalError, type JournalEvent, type JournalRecord } from '@thinjo
 import type { Journal } from '@thinjournal/journal';
 import { Projection, decide, stateHash, toPlain, fromPlain, type Command, type State } from '@thinjournal/model';
 import { thinPoolTable, thinTable, type Backend, type ThinPoolTableSpec } from '@thinjournal/dm';
+import { runPlan } from './execute.js';
 import { planRecovery, type JournalView, type KernelView, type PoolTableView, type RecoveryPlan, type Step } from './plan.js';
 
 const SECTOR = 512;
@@ -370,7 +371,10 @@ export class Engine {
   async kernelView(): Promise<KernelView> {
     const s = this.state;
     const pool = s.pool!;
-    const poolActive = (await this.backend.info(pool.poolName)) !== null;
+    // A dm device without a live table is a create that a crash cut short (DM_DEV_CREATE done, its table
+    // load and resume not — found by the real-kernel kill test): it is not active. Planned as absent, its
+    // activation's createDevice step completes it (packages/dm plan.ts, guard device-absent).
+    const poolActive = (await this.backend.info(pool.poolName))?.activeTable === true;
     let transactionId: number | null = null;
     let thinIds: number[] = [];
     try {
@@ -380,9 +384,14 @@ export class Engine {
     } catch {
       transactionId = null;
     }
-    const devices = (await this.backend.listDevices()).map((d) => d.name).sort();
+    const devices: string[] = [];
     const suspended: string[] = [];
-    for (const name of devices) if (name !== pool.poolName && (await this.backend.info(name))?.suspended) suspended.push(name);
+    for (const name of (await this.backend.listDevices()).map((d) => d.name).sort()) {
+      const info = await this.backend.info(name);
+      if (!info?.activeTable) continue;
+      devices.push(name);
+      if (name !== pool.poolName && info.suspended) suspended.push(name);
+    }
     const mounts: string[] = [];
     for (const d of s.devices.values()) for (const m of d.mounts) if (await this.backend.mounted(m.path)) mounts.push(m.path);
     return { poolActive, transactionId, thinIds, devices, mounts: mounts.sort(), suspended };
@@ -404,48 +413,13 @@ export class Engine {
     return this.serial(() => this.applySteps(steps, { actor: 'recovery', reason: 'operator-confirmed repair' }));
   }
 
+  /**
+   * Runs a plan through the backend's plan executor (execute.ts): kernel steps between journal appends go in
+   * one executePlan call each — on KernelBackend one native call on a worker thread that evaluates each
+   * step's guard itself; appends are journaled here, in the plan's order. A failed step throws its error.
+   */
   private async applySteps(steps: readonly Step[], meta: ExecuteMeta): Promise<{ completed: number; skipped: number }> {
-    let completed = 0;
-    let skipped = 0;
-    const pool = this.poolName();
-    for (const st of steps) {
-      let skip = false;
-      switch (st.kind) {
-        case 'createPool':
-          if (await this.backend.info(st.name)) skip = true;
-          else await this.backend.createPool(st.name, poolTableSpec(st.pool));
-          break;
-        case 'resumeDevice':
-          if (!(await this.backend.info(st.name))?.suspended) skip = true;
-          else await this.backend.resume(st.name);
-          break;
-        case 'removeDevice':
-          if (!(await this.backend.info(st.name))) skip = true;
-          else await this.backend.remove(st.name);
-          break;
-        case 'deleteThin':
-          if (!(await this.backend.poolMetadata(pool)).ids.includes(st.deviceId)) skip = true;
-          else await this.backend.deleteThin(pool, st.deviceId);
-          break;
-        case 'setTransactionId':
-          if ((await this.backend.poolMetadata(pool)).transactionId !== st.from) skip = true;
-          else await this.backend.setTransactionId(pool, st.from, st.to);
-          break;
-        case 'activateThin':
-          if (await this.backend.info(st.name)) skip = true;
-          else await this.backend.activateThin(st.name, { poolDevice: this.backend.devicePath(pool), id: st.deviceId, lengthSectors: Math.floor(st.size / SECTOR) });
-          break;
-        case 'mount':
-          if (await this.backend.mounted(st.path)) skip = true;
-          else await this.backend.mount(this.backend.devicePath(st.name), st.path, { fsType: (this.state.base?.fs ?? 'ext4') as 'ext4' | 'xfs' });
-          break;
-        case 'append':
-          await this.append(st.events, meta, st.sync);
-          break;
-      }
-      if (skip) skipped++;
-      completed++;
-    }
-    return { completed, skipped };
+    const ctx = { pool: this.poolName(), fsType: (this.state.base?.fs ?? 'ext4') as 'ext4' | 'xfs', backend: this.backend };
+    return runPlan(this.backend, steps, ctx, (events, sync) => this.append(events, meta, sync));
   }
 }
