@@ -170,8 +170,10 @@ if (why) {
         const active = new Set([...s.devices.values()].filter((d) => d.active).map((d) => d.dmName!));
         const kernel = (await b.listDevices()).map((d) => d.name).filter((n) => n.startsWith(prefix + '-'));
         for (const n of kernel) {
+          const info = await b.info(n);
           if (!active.has(n)) out.push(`dm device ${n} exists; the journal says inactive`);
-          else if ((await b.info(n))?.suspended) out.push(`${n} left suspended`);
+          else if (!info?.activeTable) out.push(`${n} has no live table`);
+          else if (info.suspended) out.push(`${n} left suspended`);
         }
         for (const n of active) if (!kernel.includes(n)) out.push(`${n} active in the journal only`);
         const journalMounts = [...s.devices.values()].flatMap((d) => d.mounts.map((m) => m.path)).sort();
