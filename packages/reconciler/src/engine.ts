@@ -42,6 +42,18 @@ export interface RecoveryResult {
   readonly skipped: number;
 }
 
+/** dm.mkfsarg as PoolInitialised recorded it (a JSON array of texts; see model effectiveOptions). */
+function mkfsArgs(options: Readonly<Record<string, string>>): string[] {
+  const t = options['dm.mkfsarg'];
+  if (t === undefined) return [];
+  try {
+    const v = JSON.parse(t) as unknown;
+    return Array.isArray(v) && v.every((x) => typeof x === 'string') ? v : [t];
+  } catch {
+    return [t];
+  }
+}
+
 export function poolTableSpec(p: PoolTableView): ThinPoolTableSpec {
   const dataBlockSectors = p.blockSize / SECTOR;
   const lengthSectors = Math.floor(p.dataSize / p.blockSize) * dataBlockSectors;
@@ -164,7 +176,9 @@ export class Engine {
             await this.backend.activateThin(name, { poolDevice: this.backend.devicePath(pool), id: b.deviceId as number, lengthSectors: Math.floor((b.size as number) / SECTOR) });
             activated.push(name);
             await stepDone();
-            await this.backend.mkfs(this.backend.devicePath(name), b.fs as 'ext4' | 'xfs');
+            // The filesystem gets the UUID the intent recorded (the driver checks it at every start: Docker's
+            // verifyBaseDeviceUUIDFS) and the dm.mkfsarg arguments in force.
+            await this.backend.mkfs(this.backend.devicePath(name), b.fs as 'ext4' | 'xfs', { uuid: b.uuid as string, args: mkfsArgs(this.state.pool!.options) });
             await stepDone();
             await this.backend.remove(name);
             activated.pop();
@@ -327,6 +341,7 @@ export class Engine {
         return;
       }
       case 'DeletionDeferred':
+      case 'PoolDevicesAttached': // the caller attached them; the journal records where they are now
       case 'Checkpoint':
         return;
       default:
