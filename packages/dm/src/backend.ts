@@ -10,7 +10,7 @@
  */
 import { ThinjournalError } from '@thinjournal/spec';
 import { errnoOf } from './errors.js';
-import type { FsType } from './fs.js';
+import { checkMkfsOptions, type FsType, type MkfsOptions } from './fs.js';
 import { checkDmName, checkThinId, checkTransactionId, checkUuid } from './names.js';
 import { GUARD_OF, guardedListener, runPlanSteps, type ExecStep, type PlanProgress, type PlanResult } from './plan.js';
 import { parseThinPoolStatus, parseThinStatus, type ThinPoolStatus, type ThinPoolStatusOk, type ThinStatus } from './status.js';
@@ -114,15 +114,29 @@ export interface Backend {
   attachLoop(file: string, opts?: { readOnly?: boolean }): Promise<string>;
   detachLoop(device: string): Promise<void>;
   loopBackingFile(device: string): Promise<string>;
+  /**
+   * The loop device already bound to `file` (an absolute path; TypeError otherwise), or null — so that a
+   * restarted process re-uses its loop devices instead of binding the same file twice. "Bound to `file`"
+   * means to the file that path names now: a loop whose backing file was deleted (or replaced by another
+   * file at that path) is not one. Several loops on the file: the lowest-numbered. A missing file: null.
+   */
+  findLoop(file: string): Promise<string | null>;
   blockDeviceSize(device: string): Promise<number>;
   zeroRange(device: string, offset: number, length: number): Promise<void>;
   discard(device: string, offset: number, length: number): Promise<void>;
   flush(device: string): Promise<void>;
 
   // ---- filesystems ----
-  mkfs(device: string, type: FsType): Promise<void>;
+  /**
+   * Makes a filesystem (forced). `uuid`: the new filesystem gets exactly this UUID (canonical lowercase,
+   * not nil; ERR_DM_ARG otherwise); `args`: extra tool arguments, before the device (TypeError unless an
+   * array of strings without NUL). Invalid input is refused before any effect.
+   */
+  mkfs(device: string, type: FsType, opts?: MkfsOptions): Promise<void>;
   growFs(device: string, mountPoint: string, type: FsType): Promise<void>;
   probeFsType(device: string): Promise<FsType>;
+  /** The filesystem's UUID from its superblock, canonical lowercase; ERR_FS_UNKNOWN when there is no ext4/xfs superblock. */
+  fsUuid(device: string): Promise<string>;
   mount(device: string, target: string, opts: MountOptions): Promise<void>;
   umount(target: string, opts?: { detach?: boolean }): Promise<void>;
   mounted(target: string): Promise<MountState | null>;
@@ -158,19 +172,32 @@ export abstract class BackendBase implements Backend {
   abstract attachLoop(file: string, opts?: { readOnly?: boolean }): Promise<string>;
   abstract detachLoop(device: string): Promise<void>;
   abstract loopBackingFile(device: string): Promise<string>;
+  /** findLoop with `file` already checked (an absolute path). */
+  protected abstract rawFindLoop(file: string): Promise<string | null>;
   abstract blockDeviceSize(device: string): Promise<number>;
   abstract zeroRange(device: string, offset: number, length: number): Promise<void>;
   abstract discard(device: string, offset: number, length: number): Promise<void>;
   abstract flush(device: string): Promise<void>;
-  abstract mkfs(device: string, type: FsType): Promise<void>;
+  /** mkfs with its input already checked (checkMkfsOptions). */
+  protected abstract rawMkfs(device: string, type: FsType, opts: MkfsOptions): Promise<void>;
   abstract growFs(device: string, mountPoint: string, type: FsType): Promise<void>;
   abstract probeFsType(device: string): Promise<FsType>;
+  abstract fsUuid(device: string): Promise<string>;
   abstract mount(device: string, target: string, opts: MountOptions): Promise<void>;
   abstract umount(target: string, opts?: { detach?: boolean }): Promise<void>;
   abstract mounted(target: string): Promise<MountState | null>;
 
   info(name: string): Promise<DeviceInfo | null> {
     return this.rawInfo(checkDmName(name));
+  }
+  // async: invalid input rejects (rather than throwing synchronously, as the dm calls above do).
+  async mkfs(device: string, type: FsType, opts: MkfsOptions = {}): Promise<void> {
+    checkMkfsOptions(type, opts);
+    return this.rawMkfs(device, type, opts);
+  }
+  async findLoop(file: string): Promise<string | null> {
+    if (typeof file !== 'string' || !file.startsWith('/') || file.includes('\0')) throw new TypeError(`findLoop needs an absolute path without NUL, not ${JSON.stringify(file)}`);
+    return this.rawFindLoop(file);
   }
 
   async executePlan(steps: readonly ExecStep[], onProgress?: (p: PlanProgress) => void): Promise<PlanResult> {

@@ -17,24 +17,68 @@ export function fsTypeFromSuperblock(head: Buffer): FsType | null {
   return null;
 }
 
-/** Reads the first 4 KiB of `device` and names its filesystem; ERR_FS_UNKNOWN when it is neither. */
-export async function probeFsType(device: string): Promise<FsType> {
-  let head: Buffer;
+/**
+ * Where each filesystem keeps its UUID, 16 bytes in order (a UUID is a byte string, never byte-swapped):
+ *  - ext4: `struct ext4_super_block` starts at byte 1024; `s_uuid[16]` is at 0x68 in it (after
+ *    s_feature_ro_compat at 0x64; e2fsprogs lib/ext2fs/ext2_fs.h, the kernel's fs/ext4/ext4.h).
+ *  - xfs: `struct xfs_dsb` starts at byte 0; `sb_uuid` is at 32, after sb_magicnum (4), sb_blocksize (4),
+ *    sb_dblocks, sb_rblocks, sb_rextents (8 each) (fs/xfs/libxfs/xfs_format.h). It is the user-visible
+ *    UUID (blkid's); a v5 filesystem whose UUID was changed keeps the original in sb_meta_uuid.
+ */
+export const EXT4_UUID_OFFSET = 1024 + 0x68;
+export const XFS_UUID_OFFSET = 32;
+
+/** A filesystem UUID as mkfs takes it and blkid prints it: 8-4-4-4-12 lowercase hex. */
+export const FS_UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const NIL_UUID = '00000000-0000-0000-0000-000000000000';
+
+/** 16 bytes → the canonical 8-4-4-4-12 lowercase form. */
+export function formatUuid(bytes: Buffer): string {
+  if (bytes.length !== 16) throw new TypeError(`a UUID is 16 bytes, not ${bytes.length}`);
+  const h = bytes.toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+/** The filesystem UUID in a device's first 4 KiB (canonical lowercase), or null when there is no ext4/xfs superblock. */
+export function fsUuidFromSuperblock(head: Buffer): string | null {
+  const t = fsTypeFromSuperblock(head);
+  const at = t === 'xfs' ? XFS_UUID_OFFSET : t === 'ext4' ? EXT4_UUID_OFFSET : -1;
+  if (at < 0 || head.length < at + 16) return null;
+  return formatUuid(head.subarray(at, at + 16));
+}
+
+/** The first 4 KiB of a device (fewer when it is smaller); open/read errors are ERR_KERNEL. */
+async function readHead(device: string): Promise<Buffer> {
   try {
     const fh = await open(device, 'r');
     try {
       const buf = Buffer.alloc(4096);
       const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
-      head = buf.subarray(0, bytesRead);
+      return buf.subarray(0, bytesRead);
     } finally {
       await fh.close();
     }
   } catch (err) {
     throw fromNative(err);
   }
-  const t = fsTypeFromSuperblock(head);
+}
+
+/** Reads the first 4 KiB of `device` and names its filesystem; ERR_FS_UNKNOWN when it is neither. */
+export async function probeFsType(device: string): Promise<FsType> {
+  const t = fsTypeFromSuperblock(await readHead(device));
   if (!t) throw new ThinjournalError('ERR_FS_UNKNOWN', `${device}: no ext4 or xfs superblock`, { device });
   return t;
+}
+
+/**
+ * The UUID of the filesystem on `device`, read from its superblock (no blkid process): canonical
+ * lowercase, exactly what `blkid -o value -s UUID` prints — except for the nil UUID, which blkid does not
+ * print and this returns as is. ERR_FS_UNKNOWN when there is no ext4 or xfs superblock.
+ */
+export async function fsUuid(device: string): Promise<string> {
+  const u = fsUuidFromSuperblock(await readHead(device));
+  if (u === null) throw new ThinjournalError('ERR_FS_UNKNOWN', `${device}: no ext4 or xfs superblock`, { device });
+  return u;
 }
 
 export interface MountEntry {
@@ -88,11 +132,49 @@ export function runTool(tool: string, args: string[], opts: { timeoutMs?: number
   });
 }
 
-/** mkfs.ext4 / mkfs.xfs on `device` (forced: the caller has decided the device is ours to format). */
-export async function mkfs(device: string, type: FsType): Promise<void> {
-  if (type === 'ext4') await runTool('mkfs.ext4', ['-q', '-F', '-E', 'lazy_itable_init=1,lazy_journal_init=1', device]);
-  else if (type === 'xfs') await runTool('mkfs.xfs', ['-q', '-f', device]);
-  else throw new TypeError(`unsupported filesystem type ${String(type)}`);
+export interface MkfsOptions {
+  /** The new filesystem's UUID, canonical lowercase (mkfs.ext4 -U, mkfs.xfs -m uuid=); default: the tool's random one. */
+  uuid?: string;
+  /** Extra arguments for the tool, after ours and before the device (Docker's dm.mkfsarg). */
+  args?: readonly string[];
+}
+
+/**
+ * Validates mkfs input before any effect: `type` ext4/xfs and `args` an array of strings without NUL
+ * (TypeError otherwise); `uuid` canonical 8-4-4-4-12 lowercase hex and not the nil UUID (ERR_DM_ARG:
+ * mkfs.ext4 -U would read the nil UUID as "clear", and xfs refuses to mount a filesystem without one).
+ */
+export function checkMkfsOptions(type: unknown, opts: MkfsOptions = {}): void {
+  if (type !== 'ext4' && type !== 'xfs') throw new TypeError(`unsupported filesystem type ${String(type)}`);
+  if (typeof opts !== 'object' || opts === null) throw new TypeError('mkfs options must be an object');
+  const { uuid, args } = opts;
+  if (uuid !== undefined && (typeof uuid !== 'string' || !FS_UUID_RE.test(uuid) || uuid === NIL_UUID)) {
+    throw new ThinjournalError('ERR_DM_ARG', `filesystem uuid ${JSON.stringify(uuid)} is not a canonical lowercase 8-4-4-4-12 UUID (nor may it be nil)`, { uuid });
+  }
+  if (args !== undefined) {
+    if (!Array.isArray(args)) throw new TypeError('mkfs args must be an array of strings');
+    for (const a of args) if (typeof a !== 'string' || a.includes('\0')) throw new TypeError(`mkfs argument ${JSON.stringify(a)} is not a string without NUL`);
+  }
+}
+
+/**
+ * The command line of mkfs (forced: the caller has decided the device is ours to format): our options,
+ * then the caller's `args`, then the UUID (last, so it holds even when `args` name one too), then the
+ * device. Inputs are assumed valid (checkMkfsOptions).
+ */
+export function mkfsCommand(device: string, type: FsType, opts: MkfsOptions = {}): { tool: string; args: string[] } {
+  const extra = [...(opts.args ?? [])];
+  if (type === 'ext4') {
+    return { tool: 'mkfs.ext4', args: ['-q', '-F', '-E', 'lazy_itable_init=1,lazy_journal_init=1', ...extra, ...(opts.uuid ? ['-U', opts.uuid] : []), device] };
+  }
+  return { tool: 'mkfs.xfs', args: ['-q', '-f', ...extra, ...(opts.uuid ? ['-m', `uuid=${opts.uuid}`] : []), device] };
+}
+
+/** mkfs.ext4 / mkfs.xfs on `device`, with the UUID and extra arguments of `opts` (checked first: no effect when invalid). */
+export async function mkfs(device: string, type: FsType, opts: MkfsOptions = {}): Promise<void> {
+  checkMkfsOptions(type, opts);
+  const c = mkfsCommand(device, type, opts);
+  await runTool(c.tool, c.args);
 }
 
 /** Grows a mounted filesystem to its device's size: resize2fs <device> / xfs_growfs <mountpoint>. */

@@ -4,13 +4,13 @@
  * Policy that lives here, not in C++: retrying a loop attach when another process took the offered loop
  * device (EBUSY), and reading thin ids through a metadata snapshot with thin_dump.
  */
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile, realpath } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { createRequire } from 'node:module';
 import { ThinjournalError } from '@thinjournal/spec';
 import { BackendBase, type DeviceInfo, type DeviceListEntry, type MountOptions, type MountState, type PoolMetadata, type RemoveResult } from './backend.js';
 import { errnoOf, fromNative } from './errors.js';
-import { growFs, mkfs, mounted, probeFsType, runTool, type FsType } from './fs.js';
+import { fsUuid, growFs, mkfs, mounted, probeFsType, runTool, type FsType, type MkfsOptions } from './fs.js';
 import type { TableLine } from './tables.js';
 import { planResult, type ExecStep, type PlanProgress, type PlanResult } from './plan.js';
 
@@ -226,6 +226,42 @@ export class KernelBackend extends BackendBase {
   async loopBackingFile(device: string): Promise<string> {
     return call(() => this.n.loopBackingFile(device));
   }
+  /**
+   * Scans sysfs: /sys/block/loopN/loop/backing_file is the bound file's path as d_path() prints it —
+   * resolved (no symlinks), in full (LOOP_GET_STATUS64's lo_file_name stops at 63 bytes), and with
+   * " (deleted)" appended once the file was unlinked. So the match is against realpath(file), exactly:
+   * a deleted backing file is not the file now at that path. An unbound loop has no loop/ directory.
+   */
+  protected async rawFindLoop(file: string): Promise<string | null> {
+    let real: string;
+    try {
+      real = await realpath(file);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return null; // nothing at that path: no loop can be bound to it
+      throw fromNative(err);
+    }
+    let entries: string[];
+    try {
+      entries = await readdir('/sys/block');
+    } catch (err) {
+      throw fromNative(err);
+    }
+    const numbers = entries.map((e) => /^loop(\d+)$/.exec(e)).filter((m): m is RegExpExecArray => m !== null).map((m) => Number(m[1])).sort((a, b) => a - b);
+    for (const n of numbers) {
+      let backing: string;
+      try {
+        backing = await readFile(`/sys/block/loop${n}/loop/backing_file`, 'utf8');
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT' || code === 'ENXIO') continue; // not bound (or detached while we looked)
+        throw fromNative(err);
+      }
+      if (backing.endsWith('\n')) backing = backing.slice(0, -1);
+      if (backing === real) return `/dev/loop${n}`;
+    }
+    return null;
+  }
   async blockDeviceSize(device: string): Promise<number> {
     return toSafe(await call(() => this.n.blkSize(device)), 'device size');
   }
@@ -239,14 +275,17 @@ export class KernelBackend extends BackendBase {
     await call(() => this.n.blkFlush(device));
   }
 
-  mkfs(device: string, type: FsType): Promise<void> {
-    return mkfs(device, type);
+  protected rawMkfs(device: string, type: FsType, opts: MkfsOptions): Promise<void> {
+    return mkfs(device, type, opts);
   }
   growFs(device: string, mountPoint: string, type: FsType): Promise<void> {
     return growFs(device, mountPoint, type);
   }
   probeFsType(device: string): Promise<FsType> {
     return probeFsType(device);
+  }
+  fsUuid(device: string): Promise<string> {
+    return fsUuid(device);
   }
   async mount(device: string, target: string, opts: MountOptions): Promise<void> {
     const flags = opts.readOnly ? this.n.sysConstants.MS_RDONLY : 0;

@@ -35,17 +35,29 @@
  * not suspended is accepted (and can corrupt the snapshot), zeroing a live pool's metadata device is
  * accepted. The model accepts them too and appends a description to `hazards`, which tests assert empty.
  *
+ * Filesystems are a type and a UUID per thin (or file/disk), in its committed metadata: a snapshot shares
+ * its origin's; zeroing the head of a device drops it; mkfs without a UUID derives one (see rawMkfs).
+ * Loop bindings refer to the file itself, not its path: removeFile() unlinks, and findLoop() of a new
+ * file at the same path finds nothing — as sysfs's " (deleted)" backing_file makes it on the kernel.
+ *
  * Not modelled: used metadata/data block counts are estimates (the status line's totals are exact),
  * event numbers stay 0, targets other than thin-pool and thin are refused (EINVAL), no read-only or
  * fail pool modes, no out-of-space.
  */
 import { BackendBase, type DeviceInfo, type DeviceListEntry, type MountOptions, type MountState, type PoolMetadata, type RemoveResult } from './backend.js';
 import { kernelError } from './errors.js';
-import { type FsType } from './fs.js';
+import { createHash } from 'node:crypto';
+import { formatUuid, type FsType, type MkfsOptions } from './fs.js';
 import { ThinjournalError } from '@thinjournal/spec';
 import { MAX_THIN_ID } from './names.js';
 import { formatThinPoolStatus, formatThinStatus } from './status.js';
 import { MAX_DATA_BLOCK_SECTORS, MIN_DATA_BLOCK_SECTORS, type TableLine } from './tables.js';
+
+/** A filesystem as the model knows it: its superblock's type and UUID (immutable; mkfs replaces it). */
+interface ModelFs {
+  readonly type: FsType;
+  readonly uuid: string;
+}
 
 /** Persistent contents of a file or disk: survives crash(). */
 interface Storage {
@@ -54,11 +66,12 @@ interface Storage {
   meta: PoolMeta | null;
   /** Non-zero bytes that are no pool's metadata (e.g. an ext4 or junk). */
   garbage: boolean;
-  fs: FsType | null;
+  fs: ModelFs | null;
 }
 
 interface ThinMeta {
-  fs: FsType | null;
+  /** A snapshot shares its origin's (same type and UUID, as on the kernel). */
+  fs: ModelFs | null;
   mappedSectors: number;
   highestSector: number | null;
   creationTime: number;
@@ -151,12 +164,21 @@ export class ModelBackend extends BackendBase {
   /** Extra opens of a block device (tests' stand-in for a process holding /dev/dm-N open). */
   private opens = new Map<BlockDev, number>();
   private dmDevs = new Map<string, BlockDev>();
+  /** UUIDs derived so far: part of the next one (see rawMkfs). */
+  private derivedUuids = 0;
 
   // ---------------------------------------------------------------- model controls
 
   /** A sparse file of `bytes` (zero-filled). `readOnlyFs`: it lives on a read-only filesystem. */
   addFile(path: string, bytes: number, opts: { readOnlyFs?: boolean } = {}): void {
     this.files.set(path, { size: bytes, meta: null, garbage: false, fs: null, readOnlyFs: opts.readOnlyFs ?? false });
+  }
+  /**
+   * Unlinks a file. A loop bound to it keeps the (now nameless) file, as the kernel does: findLoop(path)
+   * no longer finds it, and a new file made at the same path is a different file.
+   */
+  removeFile(path: string): void {
+    if (!this.files.delete(path)) throw kernelError('ENOENT', 'unlink', { path });
   }
   /** Non-zero, non-metadata bytes at the start of a file (junk). */
   scribble(path: string): void {
@@ -635,6 +657,13 @@ export class ModelBackend extends BackendBase {
     if (!dev || dev.kind !== 'loop') throw kernelError('ENXIO', 'LOOP_GET_STATUS64', { path: device });
     return dev.file!;
   }
+  /** The lowest-numbered loop bound to the file now at `file` (by identity: a removed file's loops are not). */
+  protected async rawFindLoop(file: string): Promise<string | null> {
+    const f = this.files.get(file);
+    if (!f) return null;
+    const bound = [...this.loops.values()].filter((l) => l.storage === f).sort((a, b) => a.minor - b.minor);
+    return bound[0]?.path ?? null;
+  }
   private blockDev(device: string, syscall: string): BlockDev {
     const dev = this.resolve(device);
     if (!dev) throw kernelError('ENOENT', 'open', { path: device });
@@ -677,30 +706,43 @@ export class ModelBackend extends BackendBase {
     if (!t || t.kind !== 'thin') return null;
     return this.poolTargetOf(t.poolDev)?.meta.thins.get(t.id) ?? null;
   }
-  private fsOf(dev: BlockDev): FsType | null {
+  private fsOf(dev: BlockDev): ModelFs | null {
     if (dev.kind === 'dm') return this.thinOf(dev)?.fs ?? null;
     return dev.storage!.fs;
   }
 
-  async mkfs(device: string, type: FsType): Promise<void> {
+  /**
+   * The filesystem gets `opts.uuid`, or else a UUID derived (SHA-256) from the device path and a counter
+   * of this backend's derived UUIDs: random-looking, in version 4 form, and the same for the same sequence
+   * of calls (the real tools pick a random one). `opts.args` are not interpreted (nor is mkfs.xfs's 300 MiB
+   * minimum): the model keeps only a type and a UUID per filesystem.
+   */
+  protected async rawMkfs(device: string, type: FsType, opts: MkfsOptions): Promise<void> {
     const dev = this.resolve(device);
     const fail = (why: string) => new ThinjournalError('ERR_FS_TOOL', `mkfs.${type} ${device} failed (exit 1): ${why} (model)`, { tool: `mkfs.${type}`, status: 1, stderr: why });
     if (!dev) throw fail(`The file ${device} does not exist`);
     if (this.mountsOf(dev).length) throw fail(`${device} is mounted; will not make a filesystem here!`);
     const size = this.sizeOf(dev);
     if (size === 0) throw fail('Device size reported to be zero');
+    const fs: ModelFs = { type, uuid: opts.uuid ?? this.derivedUuid(device) };
     if (dev.kind === 'dm') {
       const th = this.thinOf(dev);
       if (!th) throw fail('not a thin device (model)');
-      th.fs = type;
+      th.fs = fs;
       // mkfs writes at both ends; the exact mapped count is the filesystem's business.
       th.mappedSectors = Math.max(th.mappedSectors, Math.min(size / 512, 4096));
       th.highestSector = size / 512 - 1;
     } else {
-      dev.storage!.fs = type;
+      dev.storage!.fs = fs;
       dev.storage!.meta = null;
       dev.storage!.garbage = false;
     }
+  }
+  private derivedUuid(device: string): string {
+    const b = createHash('sha256').update(`thinjournal-model-mkfs\0${device}\0${this.derivedUuids++}`).digest().subarray(0, 16);
+    b[6] = (b[6]! & 0x0f) | 0x40; // version 4
+    b[8] = (b[8]! & 0x3f) | 0x80; // RFC 4122 variant
+    return formatUuid(b);
   }
   async growFs(device: string, mountPoint: string, type: FsType): Promise<void> {
     const m = this.mounts.get(mountPoint)?.at(-1);
@@ -713,7 +755,14 @@ export class ModelBackend extends BackendBase {
     if (!dev) throw kernelError('ENOENT', 'open', { path: device });
     const t = this.fsOf(dev);
     if (!t) throw new ThinjournalError('ERR_FS_UNKNOWN', `${device}: no ext4 or xfs superblock`, { device });
-    return t;
+    return t.type;
+  }
+  async fsUuid(device: string): Promise<string> {
+    const dev = this.resolve(device);
+    if (!dev) throw kernelError('ENOENT', 'open', { path: device });
+    const t = this.fsOf(dev);
+    if (!t) throw new ThinjournalError('ERR_FS_UNKNOWN', `${device}: no ext4 or xfs superblock`, { device });
+    return t.uuid;
   }
   private mountsOf(dev: BlockDev) {
     return [...this.mounts.values()].flat().filter((m) => m.dev === dev);
@@ -722,7 +771,7 @@ export class ModelBackend extends BackendBase {
     if (!this.dirs.has(target)) throw kernelError('ENOENT', 'mount', { path: target });
     const dev = this.resolve(device);
     if (!dev) throw kernelError('ENOENT', 'mount', { path: target });
-    if (this.fsOf(dev) !== opts.fsType) throw kernelError('EINVAL', 'mount', { path: target });
+    if (this.fsOf(dev)?.type !== opts.fsType) throw kernelError('EINVAL', 'mount', { path: target });
     const list = this.mounts.get(target) ?? [];
     list.push({ dev, fsType: opts.fsType, readOnly: opts.readOnly ?? false, source: device });
     this.mounts.set(target, list);

@@ -41,6 +41,7 @@ test('crash keeps every committed message and loses devices, loops, mounts and s
   assert.equal(await b.listDevices(), []);
   assert.is(await b.mounted('/mnt/t0'), null);
   assert.is(await errno(b.loopBackingFile('/dev/loop0')), 'ENXIO');
+  assert.is(await b.findLoop('/f/meta'), null, 'loop bindings are kernel memory');
   const meta = await b.attachLoop('/f/meta');
   const data = await b.attachLoop('/f/data');
   assert.equal(await b.readMetadata(meta), { transactionId: 1, ids: [0, 1] });
@@ -77,6 +78,34 @@ test('zeroing the metadata of a live pool is a hazard; without a pool it formats
   const data2 = await b.attachLoop('/f/data2');
   assert.is(await errno(b.createPool('p2', { metadataDevice: junk, dataDevice: data2, lengthSectors: 131072, dataBlockSectors: 128, lowWaterMarkBlocks: 10 })), 'ENOTBLK');
   assert.is(await b.info('p2'), null);
+});
+
+test('filesystem uuids: kept across a crash; derived ones are canonical, distinct, and the same for the same calls', async () => {
+  const run = async () => {
+    const b = new ModelBackend();
+    await pool(b);
+    await b.createThin('pool', 0);
+    await b.activateThin('t0', { poolDevice: '/dev/mapper/pool', id: 0, lengthSectors: 2048 });
+    await b.mkfs('/dev/mapper/t0', 'ext4');
+    const first = await b.fsUuid('/dev/mapper/t0');
+    await b.mkfs('/dev/mapper/t0', 'xfs');
+    return { b, first, second: await b.fsUuid('/dev/mapper/t0') };
+  };
+  const r1 = await run();
+  const r2 = await run();
+  assert.match(r1.first, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  assert.is.not(r1.first, r1.second);
+  assert.equal([r2.first, r2.second], [r1.first, r1.second]);
+  const b = r1.b;
+  await b.mkfs('/dev/mapper/t0', 'ext4', { uuid: 'c0ffee00-1234-4abc-8def-0123456789ab' });
+  b.crash();
+  const meta = await b.attachLoop('/f/meta');
+  const data = await b.attachLoop('/f/data');
+  assert.is(await b.findLoop('/f/meta'), meta);
+  await b.createPool('pool', { metadataDevice: meta, dataDevice: data, lengthSectors: 131072, dataBlockSectors: 128, lowWaterMarkBlocks: 10 });
+  await b.activateThin('t0', { poolDevice: '/dev/mapper/pool', id: 0, lengthSectors: 2048 });
+  assert.is(await b.fsUuid('/dev/mapper/t0'), 'c0ffee00-1234-4abc-8def-0123456789ab');
+  assert.is(await errno(b.fsUuid('/dev/mapper/nothing')), 'ENOENT');
 });
 
 type Op =

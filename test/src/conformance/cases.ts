@@ -3,9 +3,12 @@
  * (test/src/kernel/conformance.kernel.test.ts, on a real device-mapper). A case states kernel behaviour;
  * when the model and the kernel disagree, the kernel run is the arbiter and the model gets fixed.
  */
+import { execFile } from 'node:child_process';
+import { access, constants as fsConstants, symlink, truncate, unlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import type { Test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { errnoOf, thinPoolTable, parseThinTable, type Backend } from '../../../packages/dm/dist/src/index.js';
+import { errnoOf, thinPoolTable, parseThinTable, FS_UUID_RE, ModelBackend, type Backend } from '../../../packages/dm/dist/src/index.js';
 import type { Harness, HarnessFactory } from './harness.js';
 
 const MiB = 1 << 20;
@@ -24,6 +27,50 @@ export async function rejects(p: Promise<unknown> | (() => Promise<unknown>), co
   assert.unreachable(`expected rejection with ${code}${errnoName ? '/' + errnoName : ''}`);
 }
 
+/** Asserts that `fn` throws or rejects with a TypeError (programmer misuse, refused before any effect). */
+async function rejectsType(fn: () => Promise<unknown>): Promise<void> {
+  try {
+    await fn();
+  } catch (err) {
+    assert.instance(err, TypeError, `expected TypeError, got ${(err as Error).name}: ${(err as Error).message}`);
+    return;
+  }
+  assert.unreachable('expected a TypeError');
+}
+
+/** `blkid -p -o value -s TAG device`: the external oracle for filesystem UUIDs and labels (kernel only). */
+function blkid(device: string, tag: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile('blkid', ['-p', '-o', 'value', '-s', tag, device], (err, stdout, stderr) => {
+      if (err) reject(new Error(`blkid -p -s ${tag} ${device}: ${err.message} ${stderr}`));
+      else resolve(stdout.trim());
+    });
+  });
+}
+
+/** Is `tool` an executable on $PATH? */
+async function onPath(tool: string): Promise<boolean> {
+  for (const dir of (process.env.PATH ?? '').split(':').filter(Boolean)) {
+    if (await access(path.join(dir, tool), fsConstants.X_OK).then(() => true, () => false)) return true;
+  }
+  return false;
+}
+
+/** Unlinks a file the harness made (the model's removeFile, or unlink(2)). */
+async function removeFile(h: Harness, file: string): Promise<void> {
+  if (h.backend instanceof ModelBackend) h.backend.removeFile(file);
+  else await unlink(file);
+}
+
+/** A new, zero-filled file at `file` (which must not exist). */
+async function remakeFile(h: Harness, file: string, bytes: number): Promise<void> {
+  if (h.backend instanceof ModelBackend) return h.backend.addFile(file, bytes);
+  await writeFile(file, '', { flag: 'wx' });
+  await truncate(file, bytes);
+}
+
+const loopNumber = (dev: string) => Number(/^\/dev\/loop(\d+)$/.exec(dev)?.[1] ?? NaN);
+
 export interface PoolFixture {
   pool: string;
   metaFile: string;
@@ -33,11 +80,11 @@ export interface PoolFixture {
   dataSectors: number;
 }
 
-/** A pool on two fresh loop devices: 16 MiB metadata (first 4 KiB zeroed, as fresh metadata must be), 64 MiB data. */
-export async function makePool(h: Harness, suffix = 'pool', opts: { lowWaterMarkBlocks?: number } = {}): Promise<PoolFixture> {
+/** A pool on two fresh loop devices: 16 MiB metadata (first 4 KiB zeroed, as fresh metadata must be), 64 MiB data (or `dataBytes`). */
+export async function makePool(h: Harness, suffix = 'pool', opts: { lowWaterMarkBlocks?: number; dataBytes?: number } = {}): Promise<PoolFixture> {
   const b = h.backend;
   const metaFile = await h.makeFile(16 * MiB);
-  const dataFile = await h.makeFile(64 * MiB);
+  const dataFile = await h.makeFile(opts.dataBytes ?? 64 * MiB);
   const metaDev = await b.attachLoop(metaFile);
   const dataDev = await b.attachLoop(dataFile);
   await b.zeroRange(metaDev, 0, 4096);
@@ -362,6 +409,112 @@ export function defineConformance(test: Test, makeHarness: HarnessFactory): void
     await b.umount(dir);
     assert.is((await b.thinStatus(snap)).state, 'active');
     assert.ok(((await b.thinStatus(snap)) as { mappedSectors: number }).mappedSectors > 0);
+  });
+
+  const U1 = '0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f0';
+  const U2 = 'c0ffee00-1234-4abc-8def-0123456789ab';
+
+  add('mkfs with a uuid and args: fsUuid reads it from the superblock (ext4); bad input is refused with no effect', async (h) => {
+    const b = h.backend;
+    const f = await makePool(h);
+    await b.createThin(f.pool, 0);
+    const thin = h.name('u');
+    await b.activateThin(thin, { poolDevice: b.devicePath(f.pool), id: 0, lengthSectors: 32 * 2048 });
+    const dev = b.devicePath(thin);
+    await rejects(b.fsUuid(dev), 'ERR_FS_UNKNOWN');
+    for (const bad of ['', 'not-a-uuid', U1.toUpperCase(), U1.replace(/-/g, ''), `{${U1}}`, U1 + '0', U1.slice(1), '00000000-0000-0000-0000-000000000000', 42]) {
+      await rejects(() => b.mkfs(dev, 'ext4', { uuid: bad as string }), 'ERR_DM_ARG');
+    }
+    for (const bad of ['-L x', [1], ['a\0b'], [null], null]) {
+      await rejectsType(() => b.mkfs(dev, 'ext4', { args: bad as unknown as string[] }));
+    }
+    await rejectsType(() => b.mkfs(dev, 'btrfs' as 'ext4'));
+    await rejects(b.probeFsType(dev), 'ERR_FS_UNKNOWN'); // none of those made anything
+    await b.mkfs(dev, 'ext4', { uuid: U1, args: ['-L', 'tjlabel'] });
+    assert.is(await b.probeFsType(dev), 'ext4');
+    assert.is(await b.fsUuid(dev), U1);
+    if (b.kind === 'kernel') {
+      assert.is(await blkid(dev, 'UUID'), U1);
+      assert.is(await blkid(dev, 'LABEL'), 'tjlabel', 'args reach the tool');
+    }
+    await rejects(() => b.mkfs(dev, 'ext4', { uuid: 'nope' }), 'ERR_DM_ARG');
+    assert.is(await b.fsUuid(dev), U1, 'a refused mkfs leaves the filesystem as it was');
+    // a snapshot has its origin's filesystem, UUID included (hence xfs's "nouuid" for snapshots)
+    await b.snapshotActive(f.pool, 1, 0, thin);
+    const snap = h.name('usnap');
+    await b.activateThin(snap, { poolDevice: b.devicePath(f.pool), id: 1, lengthSectors: 32 * 2048 });
+    assert.is(await b.fsUuid(b.devicePath(snap)), U1);
+    // without a uuid the tool picks one: canonical, another one; the snapshot keeps its own blocks
+    await b.mkfs(dev, 'ext4');
+    const u = await b.fsUuid(dev);
+    assert.ok(FS_UUID_RE.test(u), u);
+    assert.is.not(u, U1);
+    if (b.kind === 'kernel') assert.is(await blkid(dev, 'UUID'), u);
+    assert.is(await b.fsUuid(b.devicePath(snap)), U1);
+    // no superblock any more: unknown, as for probeFsType
+    await b.zeroRange(dev, 0, 4096);
+    await rejects(b.fsUuid(dev), 'ERR_FS_UNKNOWN');
+    await rejects(b.probeFsType(dev), 'ERR_FS_UNKNOWN');
+  });
+
+  add('mkfs xfs with a uuid and args: fsUuid reads it (a 300 MiB thin: mkfs.xfs refuses smaller)', async (h) => {
+    const b = h.backend;
+    if (b.kind === 'kernel' && !(await onPath('mkfs.xfs'))) {
+      console.log('    xfs case skipped on the kernel: no mkfs.xfs on PATH (Debian: xfsprogs)');
+      return;
+    }
+    // mkfs.xfs writes its 64 MiB log: the pool needs more data space than makePool's default
+    const f = await makePool(h, 'pool', { dataBytes: 192 * MiB });
+    await b.createThin(f.pool, 0);
+    const thin = h.name('x');
+    await b.activateThin(thin, { poolDevice: b.devicePath(f.pool), id: 0, lengthSectors: 300 * 2048 });
+    const dev = b.devicePath(thin);
+    await rejects(b.fsUuid(dev), 'ERR_FS_UNKNOWN');
+    await rejects(() => b.mkfs(dev, 'xfs', { uuid: U2.toUpperCase() }), 'ERR_DM_ARG');
+    await rejects(b.probeFsType(dev), 'ERR_FS_UNKNOWN');
+    await b.mkfs(dev, 'xfs', { uuid: U2, args: ['-L', 'tjx'] });
+    assert.is(await b.probeFsType(dev), 'xfs');
+    assert.is(await b.fsUuid(dev), U2);
+    if (b.kind === 'kernel') {
+      assert.is(await blkid(dev, 'UUID'), U2);
+      assert.is(await blkid(dev, 'LABEL'), 'tjx', 'args reach the tool');
+    }
+  });
+
+  add('findLoop: null before attach, the loop after, null after detach; the file itself, not a name', async (h) => {
+    const b = h.backend;
+    const file = await h.makeFile(MiB);
+    const other = await h.makeFile(MiB);
+    await rejectsType(() => b.findLoop('relative/file'));
+    await rejectsType(() => b.findLoop(''));
+    await rejectsType(() => b.findLoop(7 as unknown as string));
+    assert.is(await b.findLoop(file), null);
+    assert.is(await b.findLoop(h.missingPath()), null);
+    const dev = await b.attachLoop(file);
+    const otherDev = await b.attachLoop(other, { readOnly: true });
+    assert.is(await b.findLoop(file), dev);
+    assert.is(await b.findLoop(other), otherDev);
+    if (b.kind === 'kernel') {
+      // the kernel reports the resolved path; a symlink to the file names the same file
+      const link = path.join(path.dirname(file), 'link-to-file');
+      await symlink(file, link);
+      assert.is(await b.findLoop(link), dev);
+    }
+    // the same file bound twice: the lowest-numbered loop
+    const dev2 = await b.attachLoop(file);
+    assert.is(await b.findLoop(file), loopNumber(dev) < loopNumber(dev2) ? dev : dev2);
+    await b.detachLoop(dev);
+    assert.is(await b.findLoop(file), dev2);
+    await b.detachLoop(dev2);
+    assert.is(await b.findLoop(file), null);
+    assert.is(await b.findLoop(other), otherDev);
+    // unlinked: the loop still holds the old file, which no path names; a new file there is another file
+    await removeFile(h, other);
+    assert.is(await b.findLoop(other), null);
+    await remakeFile(h, other, MiB);
+    assert.is(await b.findLoop(other), null);
+    assert.is(await b.blockDeviceSize(otherDev), MiB, 'the loop is still bound');
+    await b.detachLoop(otherDev);
   });
 
   for (const [name, fn] of cases) {
