@@ -25,7 +25,7 @@ import {
   type Command, type Device, type DmOptions, type OptionsEnv, type PoolUsage, type State,
 } from '@thinjournal/model';
 import { KernelBackend, type Backend, type FsType } from '@thinjournal/dm';
-import { Engine } from '@thinjournal/reconciler';
+import { Engine, type EngineOptions } from '@thinjournal/reconciler';
 import { ThinpoolInitError, driverClosed } from './errors.js';
 import { checkHome, checkInside, devicePrefixFor, ensureDir, ensureSparseFile, layoutOf, type Layout } from './layout.js';
 
@@ -86,6 +86,8 @@ export interface DeviceSetOptions {
   readonly logger?: (level: number, message: string) => void;
   /** Journal checkpoint interval in records (default 1000). */
   readonly checkpointEvery?: number;
+  /** The Engine's protocol-point hook (crash tests and demos stop a process there); see EngineOptions.onPoint. */
+  readonly onPoint?: EngineOptions['onPoint'];
 }
 
 /** What the kernel knows that decide needs, observed just before deciding. */
@@ -135,7 +137,7 @@ export class DeviceSet {
     ensureDir(backend, ds.layout.mnt);
     ds.journal = await Journal.open(ds.layout.journal, { actor: ds.actor });
     try {
-      ds.engine = await Engine.open(ds.journal, backend, { actor: ds.actor, checkpointEvery: opts.checkpointEvery ?? 1000 });
+      ds.engine = await Engine.open(ds.journal, backend, { actor: ds.actor, checkpointEvery: opts.checkpointEvery ?? 1000, ...(opts.onPoint ? { onPoint: opts.onPoint } : {}) });
       await ds.initDevmapper();
     } catch (err) {
       await ds.releaseAfterFailedOpen();
@@ -641,6 +643,20 @@ export class DeviceSet {
   }
 
   // ---- shutdown -------------------------------------------------------------------------------------------
+
+  /**
+   * Closes the journal and stops the workers, leaving the kernel as it is (devices active, layers mounted,
+   * the pool up): what a command-line call does when it is done, so the next process finds the kernel as
+   * the journal says. Deferred work left waiting is picked up by the next open's worker.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    if (this.workerRun) await this.workerRun;
+    this.closed = true;
+    await this.journal.close();
+  }
 
   /**
    * Docker's Shutdown(): stops the workers, unmounts and deactivates every device this device set mounted or

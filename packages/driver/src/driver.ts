@@ -173,6 +173,12 @@ export class Driver {
     return { DeviceId: String(d.deviceId), DeviceSize: String(d.size), DeviceName: `${this.deviceSet.poolName.replace(/-pool$/, '')}-${id}` };
   }
 
+  /** Closes without touching the kernel (layers stay mounted; see DeviceSet.close). References are dropped. */
+  async close(): Promise<void> {
+    this.refs.clear();
+    await this.deviceSet.close();
+  }
+
   /** Docker's Cleanup(): the device set's Shutdown. */
   async cleanup(): Promise<void> {
     this.refs.clear();
