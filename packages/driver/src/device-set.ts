@@ -25,7 +25,7 @@ import {
   type Command, type Device, type DmOptions, type OptionsEnv, type PoolUsage, type State,
 } from '@thinjournal/model';
 import { KernelBackend, type Backend, type FsType } from '@thinjournal/dm';
-import { Engine, type EngineOptions } from '@thinjournal/reconciler';
+import { Engine, type EngineOptions, type RecoveryResult } from '@thinjournal/reconciler';
 import { ThinpoolInitError, driverClosed } from './errors.js';
 import { checkHome, checkInside, devicePrefixFor, ensureDir, ensureSparseFile, layoutOf, type Layout } from './layout.js';
 
@@ -108,6 +108,8 @@ export class DeviceSet {
   private readonly retry = new Map<string, { due: number; delay: number }>();
   private timer: NodeJS.Timeout | null = null;
   private workerRun: Promise<void> | null = null;
+  /** What the recovery at open found and did (null when the journal had no pool yet). */
+  recovery: RecoveryResult | null = null;
   /** Loop devices this process attached (detached again by shutdown). */
   private attachedLoops: string[] = [];
 
@@ -195,6 +197,7 @@ export class DeviceSet {
       this.checkCompatible();
       if (s.pool.loopback) await this.attachLoopFiles(false);
       const r = await this.engine.recover({ actor: 'recovery' });
+      this.recovery = r;
       if (r.plan.verdict === 'drift') {
         throw new ThinpoolInitError(`the journal and the kernel disagree (${r.plan.reason}); nothing was changed — see \`thinjournal verify --kernel --home ${this.root}\` and \`thinjournal recover --repair\``, { plan: r.plan });
       }
