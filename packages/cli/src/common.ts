@@ -11,7 +11,7 @@ export interface Io {
   stdout: Out;
   stderr: Out;
   env: Record<string, string | undefined>;
-  /** The device-mapper backend for recover/replay (tests inject a ModelBackend); default: the kernel's. */
+  /** The device-mapper backend for the device commands, recover and replay (tests inject a ModelBackend); default: the kernel's. */
   backend?: Backend;
 }
 
@@ -23,13 +23,26 @@ export interface Command {
   readonly usage: string;
   readonly example: string;
   readonly options: Options;
+  /** Positional arguments the command takes (absent: none). Too few or too many is a usage error. */
+  readonly positionals?: { readonly min: number; readonly max: number; readonly names: string };
   run(values: Record<string, unknown>, positionals: string[], io: Io): Promise<number>;
 }
 
-export function journalDir(values: Record<string, unknown>, io: Io): string {
+/** The home directory: --home, else $THINJOURNAL_HOME, else /var/lib/thinjournal (as given; see absoluteHome). */
+export function homeDir(values: Record<string, unknown>, io: Io): string {
   const home = (values.home as string | undefined) ?? io.env.THINJOURNAL_HOME ?? '/var/lib/thinjournal';
+  if (home === '') throw new UsageError('--home is empty');
   if (home.includes('\0')) throw new UsageError('--home contains NUL');
-  return path.join(home, 'journal');
+  return home;
+}
+
+/** The home as the driver wants it: absolute and normalised (a relative --home is taken from the cwd). */
+export function absoluteHome(values: Record<string, unknown>, io: Io): string {
+  return path.resolve(homeDir(values, io));
+}
+
+export function journalDir(values: Record<string, unknown>, io: Io): string {
+  return path.join(homeDir(values, io), 'journal');
 }
 
 /** Opens for reading; if the daemon holds the journal, reads a consistent copy instead. */

@@ -1,12 +1,14 @@
 /**
  * `thinjournal` — the command line. Exit codes (documented in the README and in `--help`):
  *   0 ok · 1 error · 2 usage · 3 drift found · 4 corruption found (including a torn tail)
- * Output: human text on a TTY, JSON (Lines) when piped or with --json. Errors go to stderr as `CODE: message`.
+ * Output: dump, tail and ls print JSON (Lines) when piped; every command prints JSON with --json (one object or
+ * array; dump/tail one record a line). Errors go to stderr as `CODE: message`.
  */
 import { parseArgs } from 'node:util';
 import { ThinjournalError, EVENT_TYPES, type JournalRecord } from '@thinjournal/spec';
 import { Journal } from '@thinjournal/journal';
 import { RECOVERY_COMMANDS, backendFor, printPlan } from './recovery.js';
+import { DEVICE_COMMANDS } from './devices.js';
 import { Engine } from '@thinjournal/reconciler';
 import { EXIT, UsageError, journalDir, openForReading, progress, printTable, type Command, type Io, type Options, type Out } from './common.js';
 export { EXIT, type Io, type Out } from './common.js';
@@ -72,6 +74,7 @@ const FILTERS: Options = {
 };
 
 const commands: Record<string, Command> = {
+  ...DEVICE_COMMANDS,
   ...RECOVERY_COMMANDS,
   dump: {
     summary: 'print journal records (JSON Lines when piped or with --json, a table on a TTY)',
@@ -201,7 +204,7 @@ function help(io: Io, name?: string): void {
     return;
   }
   io.stdout.write('usage: thinjournal <command> [options]\n\ncommands:\n');
-  for (const [n, c] of Object.entries(commands)) io.stdout.write(`  ${n.padEnd(8)} ${c.summary}\n`);
+  for (const [n, c] of Object.entries(commands)) io.stdout.write(`  ${n.padEnd(9)} ${c.summary}\n`);
   io.stdout.write('\ncommon options: --home DIR (default $THINJOURNAL_HOME or /var/lib/thinjournal), --json, --help\n');
   io.stdout.write('exit codes: 0 ok, 1 error, 2 usage, 3 drift found, 4 corruption found\n');
   io.stdout.write('`thinjournal <command> --help` shows an example.\n');
@@ -221,11 +224,16 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
   try {
     let parsed;
     try {
-      parsed = parseArgs({ args: [...rest], options: { ...COMMON, ...cmd.options }, strict: true, allowPositionals: false });
+      parsed = parseArgs({ args: [...rest], options: { ...COMMON, ...cmd.options }, strict: true, allowPositionals: cmd.positionals !== undefined });
     } catch (err) {
       throw new UsageError((err as Error).message);
     }
     if (parsed.values.help) { help(io, name); return EXIT.OK; }
+    if (cmd.positionals) {
+      const { min, max, names } = cmd.positionals;
+      if (parsed.positionals.length < min) throw new UsageError(`missing ${names}`);
+      if (parsed.positionals.length > max) throw new UsageError(`unexpected argument "${parsed.positionals[max]}" (takes ${names})`);
+    }
     return await cmd.run(parsed.values as Record<string, unknown>, parsed.positionals, io);
   } catch (err) {
     if (err instanceof UsageError) {
@@ -234,7 +242,24 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
     }
     const code = (err as { code?: string }).code ?? 'ERR_UNEXPECTED';
     io.stderr.write(`${code}: ${(err as Error).message}\n`);
-    if (err instanceof ThinjournalError && (code === 'ERR_JOURNAL_CORRUPT' || code === 'ERR_JOURNAL_TORN' || code === 'ERR_STATE_HASH_MISMATCH')) return EXIT.CORRUPT;
-    return EXIT.ERROR;
+    return exitFor(err);
   }
+}
+
+const CORRUPTION = new Set(['ERR_JOURNAL_CORRUPT', 'ERR_JOURNAL_TORN', 'ERR_STATE_HASH_MISMATCH']);
+
+/**
+ * The exit code of an error: 4 when it is (or was caused by) corruption of the journal, 3 when it is drift
+ * (ERR_DRIFT, or the driver refusing to start because recovery found drift: ERR_THINPOOL_INIT carrying a
+ * drift plan), 1 otherwise.
+ */
+function exitFor(err: unknown): number {
+  for (let e: unknown = err, depth = 0; e && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
+    if (e instanceof ThinjournalError && CORRUPTION.has(e.code)) return EXIT.CORRUPT;
+  }
+  if (err instanceof ThinjournalError) {
+    if (err.code === 'ERR_DRIFT') return EXIT.DRIFT;
+    if (err.code === 'ERR_THINPOOL_INIT' && (err as { plan?: { verdict?: string } }).plan?.verdict === 'drift') return EXIT.DRIFT;
+  }
+  return EXIT.ERROR;
 }

@@ -13,7 +13,7 @@ import { EXIT, UsageError, journalDir, openForReading, progress, printTable, typ
 export function backendFor(io: Io): Backend {
   if (io.backend) return io.backend;
   if (!existsSync('/dev/mapper/control')) {
-    throw new ThinjournalError('ERR_NATIVE_UNAVAILABLE', 'no /dev/mapper/control: this machine has no device-mapper (recover and replay need the kernel; --dry-run of replay does not)');
+    throw new ThinjournalError('ERR_NATIVE_UNAVAILABLE', 'no /dev/mapper/control: this machine has no device-mapper (the device commands, recover and replay need the kernel; --dry-run of replay does not)');
   }
   return new KernelBackend();
 }
