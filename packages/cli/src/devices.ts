@@ -16,7 +16,7 @@ import path from 'node:path';
 import { ThinjournalError } from '@thinjournal/spec';
 import { Journal } from '@thinjournal/journal';
 import { BASE_HASH, OPTION_NAMES, checkHash, type State } from '@thinjournal/model';
-import { Engine, loadState } from '@thinjournal/reconciler';
+import { loadState } from '@thinjournal/reconciler';
 import type { Backend } from '@thinjournal/dm';
 import { init, statusPairs, type Driver, type Status } from '@thinjournal/driver';
 import { backendFor } from './recovery.js';
@@ -103,35 +103,6 @@ async function readState(home: string): Promise<State | null> {
   }
 }
 
-/**
- * Deferred removals the kernel has completed since the last call (the device was removed at its last close)
- * are journaled before the driver opens. WORKAROUND: the driver's start-up recovery treats a device the
- * journal calls active (removal deferred) but the kernel lacks as lost in a reboot and re-activates it
- * (reconciler engine.ts gives planRecovery `activeName` for removal-deferred devices too); a daemon's worker
- * notices the completed removal first, but a short-lived CLI process starts with recovery every time, so
- * without this a deferred deletion would never complete. Only done with the pool up and no transaction
- * pending (anything else is recovery's business). Returns the state after it.
- */
-async function recordCompletedRemovals(home: string, backend: Backend, state: State): Promise<State> {
-  const pool = state.pool;
-  const waiting = [...state.devices.values()].filter((d) => d.active && d.removalDeferred && d.dmName);
-  if (!pool || state.pending || waiting.length === 0 || !(await backend.info(pool.poolName))) return state;
-  const gone = [];
-  for (const d of waiting) if (!(await backend.info(d.dmName!))) gone.push(d.hash);
-  if (gone.length === 0) return state;
-  const j = await Journal.open(path.join(home, 'journal'), { actor: ACTOR });
-  try {
-    const engine = await Engine.open(j, backend, { actor: ACTOR });
-    for (const hash of gone) {
-      const d = engine.state.devices.get(hash);
-      if (d?.active && d.removalDeferred) await engine.execute({ type: 'deactivateDevice', hash, openCount: 0 }, { reason: 'deferred removal completed' });
-    }
-    return engine.state;
-  } finally {
-    await j.close();
-  }
-}
-
 /** The options a call runs with: the journal's (re-derived), with `given` merged in (init only). */
 function optionsFor(state: State | null, given: readonly string[]): string[] {
   const pool = state?.pool;
@@ -158,7 +129,6 @@ async function openDriver(v: Record<string, unknown>, io: Io, given: readonly st
   const home = absoluteHome(v, io);
   const backend = backendFor(io);
   let state = await readState(home);
-  if (state?.pool) state = await recordCompletedRemovals(home, backend, state);
   if (given === null && !state?.pool) {
     throw new ThinjournalError('ERR_POOL_NOT_INITIALISED', `${home} has no pool: run \`thinjournal init --home ${home} [--opt dm.key=value]…\` first`);
   }

@@ -187,6 +187,10 @@ export class DeviceSet {
   get poolName(): string {
     return this.state.pool?.poolName ?? '';
   }
+  /** The pool's data block size in bytes (an adopted dm.thinpooldev pool's own, not dm.blocksize). */
+  get poolBlockSize(): number {
+    return this.state.pool?.blockSize ?? this.options.blockSize;
+  }
 
   // ---- start-up ---------------------------------------------------------------------------------------------
 
@@ -207,8 +211,13 @@ export class DeviceSet {
     }
     if (!this.state.base) {
       await this.exec({ type: 'createBaseImage', size: o.baseSize, fs: o.fs, uuid: randomUUID() }, 'base image (dm.basesize, dm.fs)');
-    } else {
+    } else if (this.recovery?.plan.steps.some((st) => st.kind === 'createPool')) {
+      // The pool's table was (re)built on its devices by this start (after a reboot or a shutdown): check that
+      // they hold the pool the journal describes. A pool that stayed up since the last start was checked then,
+      // and checking costs two journal records (the base image is activated for the read).
       await this.verifyBaseDevice();
+    } else if (this.options.baseSizeGiven && this.options.baseSize > (this.state.devices.get(BASE_HASH)?.size ?? 0)) {
+      await this.growBase(this.options.baseSize);
     }
   }
 

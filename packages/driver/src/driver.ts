@@ -213,7 +213,7 @@ function human(n: number): string {
 export function statusPairs(s: Status, ds: DeviceSet): [string, string][] {
   const out: [string, string][] = [
     ['Pool Name', s.poolName],
-    ['Pool Blocksize', human(ds.options.blockSize)],
+    ['Pool Blocksize', human(ds.poolBlockSize)],
     ['Base Device Size', human(s.baseDeviceSize)],
     ['Backing Filesystem', s.baseDeviceFS],
     ['Data file', s.dataFile],

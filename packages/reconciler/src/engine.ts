@@ -378,7 +378,7 @@ export class Engine {
           return { deviceId: (e.body as { deviceId: number }).deviceId, name: d?.active ? d.dmName : null };
         }),
       },
-      devices: [...s.devices.values()].map((d) => ({ hash: d.hash, deviceId: d.deviceId, size: d.size, activeName: d.active ? d.dmName : null, mounts: d.mounts.map((m) => m.path) })),
+      devices: [...s.devices.values()].map((d) => ({ hash: d.hash, deviceId: d.deviceId, size: d.size, activeName: d.active ? d.dmName : null, mounts: d.mounts.map((m) => m.path), ...(d.removalDeferred ? { removalDeferred: true } : {}) })),
     };
   }
 

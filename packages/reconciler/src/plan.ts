@@ -45,6 +45,11 @@ export interface DeviceView {
   /** dm name when the journal says the device is active. */
   readonly activeName: string | null;
   readonly mounts: readonly string[];
+  /**
+   * Deactivated with deferred removal: the kernel removes the dm device at its last close. Absent from the
+   * kernel, the removal has completed (or a reboot ended it): recovery records that instead of re-activating.
+   */
+  readonly removalDeferred?: boolean;
 }
 
 /** What recovery needs to know of the kernel (read through a Backend). */
@@ -109,18 +114,27 @@ function diffIds(kernel: readonly number[], expected: readonly number[]): { kern
   return { kernelOnly: [...k].filter((id) => !e.has(id)).sort(byNumber), missing: [...e].filter((id) => !k.has(id)).sort(byNumber) };
 }
 
-/** Re-activation and re-mount of what the journal says is active/mounted but the kernel lacks (after a reboot). */
-function restoreSteps(j: JournalView, k: KernelView, deleting: ReadonlySet<number>): Step[] {
+/**
+ * Re-activation and re-mount of what the journal says is active/mounted but the kernel lacks (after a reboot).
+ * A device whose deferred removal the kernel has completed is not brought back: its deactivation is recorded
+ * (txId: the committed transaction id once the plan's earlier steps have run).
+ */
+function restoreSteps(j: JournalView, k: KernelView, deleting: ReadonlySet<number>, txId: number): Step[] {
   const steps: Step[] = [];
   const present = new Set(k.devices);
   const mounted = new Set(k.mounts);
   const devices = [...j.devices].sort((a, b) => a.deviceId - b.deviceId);
+  const removed = devices.filter((d) => d.activeName && d.removalDeferred && !present.has(d.activeName) && !deleting.has(d.deviceId));
   for (const d of devices) {
-    if (!d.activeName || deleting.has(d.deviceId)) continue;
+    if (!d.activeName || deleting.has(d.deviceId) || removed.includes(d)) continue;
     if (!present.has(d.activeName)) steps.push({ kind: 'activateThin', name: d.activeName, deviceId: d.deviceId, size: d.size, guard: 'device-absent' });
   }
+  if (removed.length) {
+    const reason = 'deferred removal completed';
+    steps.push({ kind: 'append', events: removed.map((d) => ({ type: 'DeviceDeactivated', txId, body: { hash: d.hash, deferred: false }, actor: 'recovery', reason }) as JournalEvent), sync: false, guard: 'none' });
+  }
   for (const d of devices) {
-    if (!d.activeName || deleting.has(d.deviceId)) continue;
+    if (!d.activeName || deleting.has(d.deviceId) || removed.includes(d)) continue;
     for (const path of [...d.mounts].sort()) {
       if (!mounted.has(path)) steps.push({ kind: 'mount', hash: d.hash, name: d.activeName, path, guard: 'not-mounted' });
     }
@@ -173,7 +187,7 @@ function decidePlan(j: JournalView, k: KernelView): RecoveryPlan {
     if (K !== T) return drift(j, k, liveIds, `the kernel's transaction id is ${K}, the journal's is ${T} with no transaction in progress`);
     const { kernelOnly, missing } = diffIds(k.thinIds, liveIds);
     if (kernelOnly.length || missing.length) return drift(j, k, liveIds, `thin ids differ at transaction ${T}`);
-    const steps = restoreSteps(j, k, new Set());
+    const steps = restoreSteps(j, k, new Set(), T);
     return { verdict: 'in-sync', reason: steps.length ? `in sync at transaction ${T}; restoring activations and mounts` : `in sync at transaction ${T}`, steps };
   }
 
@@ -182,7 +196,7 @@ function decidePlan(j: JournalView, k: KernelView): RecoveryPlan {
   const committed = (reason: string, extra: Step[]): RecoveryPlan => ({
     verdict: extra.length ? 'complete' : 'roll-forward',
     reason,
-    steps: [...extra, { kind: 'append', events: [{ type: 'TransactionCommitted', txId: P.txId, body: {}, actor: 'recovery', reason }], sync: true, guard: 'none' }, ...restoreSteps(j, k, deleting)],
+    steps: [...extra, { kind: 'append', events: [{ type: 'TransactionCommitted', txId: P.txId, body: {}, actor: 'recovery', reason }], sync: true, guard: 'none' }, ...restoreSteps(j, k, deleting, P.txId)],
   });
 
   if (K === P.txId) {
@@ -215,7 +229,7 @@ function decidePlan(j: JournalView, k: KernelView): RecoveryPlan {
   steps.push(...[...P.creates].sort(byNumber).filter((id) => kernelIds.has(id))
     .map((id) => ({ kind: 'deleteThin', deviceId: id, guard: 'thin-present' }) as const));
   steps.push({ kind: 'append', events: [{ type: 'TransactionRolledBack', txId: P.txId, body: { reason }, actor: 'recovery', reason }], sync: true, guard: 'none' });
-  steps.push(...restoreSteps(j, k, new Set()));
+  steps.push(...restoreSteps(j, k, new Set(), T));
   return { verdict: 'roll-back', reason, steps };
 }
 

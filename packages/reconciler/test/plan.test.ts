@@ -48,6 +48,24 @@ test('K = T with a delete intent: roll forward — deactivate, delete if present
   assert.is(done.verdict, 'roll-forward');
 });
 
+test('a device whose deferred removal the kernel completed is recorded as deactivated, not re-activated', () => {
+  const devs = [dev('base', 1), { ...dev('a', 2, 'pool-a'), removalDeferred: true }, dev('b', 3, 'pool-b')];
+  // the kernel removed pool-a at its last close; pool-b is gone too (not deferred): re-activate b only
+  const p = planRecovery(J(5, null, devs), K(5, [1, 2, 3], { devices: ['pool'] }));
+  assert.equal(p.steps.map((s) => s.kind), ['activateThin', 'append']);
+  assert.ok(p.steps[0]!.kind === 'activateThin' && p.steps[0]!.name === 'pool-b');
+  const rec = p.steps[1]!;
+  assert.ok(rec.kind === 'append' && rec.events.length === 1);
+  assert.equal({ type: rec.events[0]!.type, txId: rec.events[0]!.txId, body: rec.events[0]!.body }, { type: 'DeviceDeactivated', txId: 5, body: { hash: 'a', deferred: false } });
+  // still open in the kernel: nothing to do yet
+  const open = planRecovery(J(5, null, devs), K(5, [1, 2, 3], { devices: ['pool', 'pool-a', 'pool-b'] }));
+  assert.equal(open.steps, []);
+  // after a roll-forward the record carries the new transaction id
+  const fwd = planRecovery(J(5, intent('addDevice', 6, [4]), devs), K(6, [1, 2, 3, 4], { devices: ['pool', 'pool-b'] }));
+  const last = fwd.steps.at(-1)!;
+  assert.ok(last.kind === 'append' && last.events[0]!.type === 'DeviceDeactivated' && last.events[0]!.txId === 6);
+});
+
 test('drift: K < T, K > T+1, K = T+1 without intent, unknown or missing thin ids — nothing planned, repair offered', () => {
   const cases: [JournalView, KernelView, RegExp][] = [
     [J(5), K(4, [1, 2]), /transaction id is 4/],
