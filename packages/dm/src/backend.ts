@@ -115,6 +115,11 @@ export interface Backend {
   detachLoop(device: string): Promise<void>;
   loopBackingFile(device: string): Promise<string>;
   /**
+   * LOOP_SET_CAPACITY: the loop device takes its backing file's current size (a loop keeps the size it had
+   * at attach until told; growing a loopback pool grows the file, then this). Resolves to the new size.
+   */
+  resizeLoop(device: string): Promise<number>;
+  /**
    * The loop device already bound to `file` (an absolute path; TypeError otherwise), or null — so that a
    * restarted process re-uses its loop devices instead of binding the same file twice. "Bound to `file`"
    * means to the file that path names now: a loop whose backing file was deleted (or replaced by another
@@ -172,6 +177,7 @@ export abstract class BackendBase implements Backend {
   abstract attachLoop(file: string, opts?: { readOnly?: boolean }): Promise<string>;
   abstract detachLoop(device: string): Promise<void>;
   abstract loopBackingFile(device: string): Promise<string>;
+  abstract resizeLoop(device: string): Promise<number>;
   /** findLoop with `file` already checked (an absolute path). */
   protected abstract rawFindLoop(file: string): Promise<string | null>;
   abstract blockDeviceSize(device: string): Promise<number>;

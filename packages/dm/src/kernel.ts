@@ -223,6 +223,10 @@ export class KernelBackend extends BackendBase {
   async detachLoop(device: string): Promise<void> {
     await call(() => this.n.loopDetach(device));
   }
+  async resizeLoop(device: string): Promise<number> {
+    await call(() => this.n.loopSetCapacity(device));
+    return this.blockDeviceSize(device);
+  }
   async loopBackingFile(device: string): Promise<string> {
     return call(() => this.n.loopBackingFile(device));
   }

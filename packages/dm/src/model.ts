@@ -97,6 +97,8 @@ interface BlockDev {
   readOnly?: boolean;
   /** loop: detach when the last holder goes (LOOP_CLR_FD on a held device, as 6.1 does). */
   autoclear?: boolean;
+  /** loop: the size fixed at attach (or by LOOP_SET_CAPACITY); the file may have grown since. */
+  capacity?: number;
 }
 
 interface PoolTarget {
@@ -177,6 +179,12 @@ export class ModelBackend extends BackendBase {
    * Unlinks a file. A loop bound to it keeps the (now nameless) file, as the kernel does: findLoop(path)
    * no longer finds it, and a new file made at the same path is a different file.
    */
+  /** The file grows to `bytes` (never shrinks), as `truncate` would; loops on it keep their capacity. */
+  growFile(path: string, bytes: number): void {
+    const f = this.files.get(path);
+    if (!f) throw kernelError('ENOENT', 'truncate', { path });
+    f.size = Math.max(f.size, bytes);
+  }
   removeFile(path: string): void {
     if (!this.files.delete(path)) throw kernelError('ENOENT', 'unlink', { path });
   }
@@ -318,6 +326,7 @@ export class ModelBackend extends BackendBase {
       const d = [...this.dms.values()].find((x) => this.dmDevs.get(x.name) === dev);
       return (d?.live?.lines.reduce((n, l) => n + l.length, 0) ?? 0) * 512;
     }
+    if (dev.kind === 'loop' && dev.capacity !== undefined) return dev.capacity;
     return dev.storage!.size;
   }
 
@@ -642,8 +651,14 @@ export class ModelBackend extends BackendBase {
     if (f.readOnlyFs && !opts.readOnly) throw kernelError('EROFS', 'open', { path: file });
     const nr = this.freeMinor(this.loops.keys());
     const path = `/dev/loop${nr}`;
-    this.loops.set(nr, { kind: 'loop', path, major: LOOP_MAJOR, minor: nr, storage: f, file, readOnly: opts.readOnly ?? false });
+    this.loops.set(nr, { kind: 'loop', path, major: LOOP_MAJOR, minor: nr, storage: f, file, readOnly: opts.readOnly ?? false, capacity: f.size });
     return path;
+  }
+  async resizeLoop(device: string): Promise<number> {
+    const dev = this.resolve(device);
+    if (!dev || dev.kind !== 'loop') throw kernelError(dev ? 'ENOTTY' : 'ENOENT', 'ioctl', { path: device });
+    dev.capacity = dev.storage!.size;
+    return dev.capacity;
   }
   async detachLoop(device: string): Promise<void> {
     const dev = this.resolve(device);

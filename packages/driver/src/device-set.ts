@@ -27,7 +27,7 @@ import {
 import { KernelBackend, type Backend, type FsType } from '@thinjournal/dm';
 import { Engine, type EngineOptions, type RecoveryResult } from '@thinjournal/reconciler';
 import { ThinpoolInitError, driverClosed } from './errors.js';
-import { checkHome, checkInside, devicePrefixFor, ensureDir, ensureSparseFile, layoutOf, type Layout } from './layout.js';
+import { checkHome, checkInside, devicePrefixFor, ensureDir, ensureSparseFile, growSparseFile, layoutOf, type Layout } from './layout.js';
 
 const SECTOR = 512;
 
@@ -466,9 +466,15 @@ export class DeviceSet {
     if (typeof size !== 'number' || !Number.isSafeInteger(size) || size <= 0) throw new ThinjournalError('ERR_BAD_SIZE', `pool size ${String(size)} is not a positive safe integer`, { value: size });
     if (size < p.dataSize) throw new ThinjournalError('ERR_BAD_SIZE', `pool size ${size} is smaller than the current ${p.dataSize} (a pool only grows)`, { value: size });
     if (p.loopback) {
-      const b = this.backend as Backend & { growLoop?: (device: string, file: string, size: number) => Promise<void> };
-      if (!b.growLoop) throw new ThinjournalError('ERR_NATIVE_UNAVAILABLE', 'this backend cannot grow a loop device');
-      await b.growLoop(p.dataDevice, this.layout.dataFile, size);
+      // Docker's ResizePool on loopback: the data file grows, the loop device takes the new size, then the
+      // pool's table is reloaded (the Engine's resizePool transaction). A file grown for a resize that then
+      // fails stays grown: sparse, harmless, and the next resize finds it so.
+      growSparseFile(this.backend, this.layout.dataFile, size);
+      const now = await this.backend.resizeLoop(p.dataDevice);
+      if (now < size) throw new ThinjournalError('ERR_BAD_SIZE', `the data loop device is ${now} bytes after growing its file to ${size}`, { value: size });
+    } else {
+      const now = await this.backend.blockDeviceSize(p.dataDevice);
+      if (now < size) throw new ThinjournalError('ERR_BAD_SIZE', `the data device ${p.dataDevice} is ${now} bytes; grow it to ${size} first`, { value: size });
     }
     await this.exec({ type: 'resizePool', dataSize: size });
   }

@@ -104,6 +104,17 @@ export function ensureSparseFile(b: Backend, file: string, size: number): boolea
   return created;
 }
 
+/** Grows a loopback file to `size` bytes (sparse; never shrinks); the model's copy too. */
+export function growSparseFile(b: Backend, file: string, size: number): void {
+  const fd = openSync(file, 'r+');
+  try {
+    if (statSync(file).size < size) ftruncateSync(fd, size);
+  } finally {
+    closeSync(fd);
+  }
+  if (isModel(b)) b.growFile(file, size);
+}
+
 /** The pool and device name prefix Docker derives from the home directory: `<prefix>-<major>:<minor>-<inode>`. */
 export function devicePrefixFor(home: string, prefix = 'thinjournal'): string {
   const st = statSync(home);

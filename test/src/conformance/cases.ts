@@ -380,6 +380,11 @@ export function defineConformance(test: Test, makeHarness: HarnessFactory): void
     const dev = await b.attachLoop(file);
     assert.is(await b.blockDeviceSize(dev), 3 * MiB);
     assert.is(await b.loopBackingFile(dev), file);
+    // a grown file: the loop keeps its size until LOOP_SET_CAPACITY
+    await h.growFile(file, 5 * MiB);
+    assert.is(await b.blockDeviceSize(dev), 3 * MiB);
+    assert.is(await b.resizeLoop(dev), 5 * MiB);
+    assert.is(await b.blockDeviceSize(dev), 5 * MiB);
     await b.detachLoop(dev);
     await rejects(b.loopBackingFile(dev), 'ERR_KERNEL', 'ENXIO');
   });

@@ -10,6 +10,8 @@ export interface Harness {
   name(suffix: string): string;
   /** A zero-filled (sparse) file; `readOnlyFs`: on a filesystem mounted read-only. */
   makeFile(bytes: number, opts?: { readOnlyFs?: boolean }): Promise<string>;
+  /** Grows a file made by makeFile to `bytes` (truncate). */
+  growFile(file: string, bytes: number): Promise<void>;
   makeDir(): Promise<string>;
   /** A path that does not exist. */
   missingPath(): string;

@@ -13,6 +13,9 @@ export class ModelHarness implements Harness {
     this.backend.addFile(p, bytes, opts);
     return p;
   }
+  async growFile(file: string, bytes: number): Promise<void> {
+    this.backend.growFile(file, bytes);
+  }
   async makeDir(): Promise<string> {
     const p = `/model/dirs/d${this.n++}`;
     this.backend.mkdir(p);

@@ -265,6 +265,25 @@ export function defineDriverSuite(test: Test, factory: DriverHarnessFactory): vo
     assert.equal(seen.map((x) => x[0]), [2]);
   });
 
+  withDriver('resizePool grows a loopback pool: file, loop device, pool table; the journal says so', async (h, d) => {
+    const ds = d.deviceSet;
+    const before = await ds.status();
+    await ds.resizePool(512 * 2 ** 20);
+    const after = await ds.status();
+    assert.is(after.data.total, 512 * 2 ** 20);
+    assert.is(statSync(ds.dataDevicePath()).size, 512 * 2 ** 20);
+    assert.is(await h.backend.blockDeviceSize(after.dataFile), 512 * 2 ** 20);
+    assert.ok(after.data.used >= before.data.used);
+    const last = (await records(ds)).slice(-3).map((r) => r.type);
+    assert.equal(last, ['TransactionBegan', 'PoolResized', 'TransactionCommitted']);
+    const n = ds.journalHandle.head().seq;
+    await ds.resizePool(512 * 2 ** 20); // same size: nothing to do, nothing journaled
+    assert.is(ds.journalHandle.head().seq, n);
+    await expectCode(ds.resizePool(256 * 2 ** 20), 'ERR_BAD_SIZE', 'shrink');
+    await d.create('after-resize', '');
+    assert.ok(d.exists('after-resize'));
+  });
+
   withDriver('events$ streams journaled records live; status$ emits pool status', async (_h, d) => {
     const ds = d.deviceSet;
     const got: string[] = [];

@@ -41,6 +41,9 @@ export class KernelHarness implements Harness {
     await n.mount('tmpfs', mnt, 'tmpfs', n.sysConstants.MS_REMOUNT | n.sysConstants.MS_RDONLY);
     return p;
   }
+  async growFile(file: string, bytes: number): Promise<void> {
+    await truncate(file, bytes);
+  }
   async makeDir(): Promise<string> {
     const p = path.join(this.dir, `d${this.n++}`);
     await mkdir(p);
