@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Regenerates journal-spec/vectors/*.json from the reference codec (packages/spec, built).
 // Vectors are normative once committed: a change to them is a format change and needs a new format version.
+// Vectors for an addition (format.md §9) are appended; every earlier vector must come out byte-identical.
 // Usage: node journal-spec/tools/generate-vectors.mjs   (after `pnpm build`)
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -37,7 +38,12 @@ const events = [
   ['DeviceDeleted', 5, { hash: 'layer1', deviceId: 2 }],
   ['TransactionCommitted', 5, {}],
   ['Checkpoint', 5, { atSeq: 22, stateHash: 'c0ffee'.padEnd(64, '0') }],
+  // Added after v1's first vectors: appended, so every earlier record keeps its bytes and hash.
+  ['PoolDevicesAttached', 5, { dataDevice: '/dev/loop2', metadataDevice: '/dev/loop3', dataFile: '/var/lib/docker/devicemapper/devmapper/data', metadataFile: '/var/lib/docker/devicemapper/devmapper/metadata' }],
 ];
+// chains.json is built over the first 23 records (the chain as first committed), so that records appended to
+// records.json later leave every chain vector as it was.
+const CHAIN_RECORDS = 23;
 const covered = new Set(events.map((e) => e[0]));
 for (const t of EVENT_TYPES) if (!covered.has(t)) throw new Error(`no vector for ${t}`);
 
@@ -69,6 +75,8 @@ const invalid = [
   ['body not a map', { ...base, type: 'TransactionCommitted', body: [] }],
   ['negative txId', { ...base, txId: -1, type: 'TransactionCommitted', body: {} }],
   ['oversized body', { ...base, type: 'PoolInitialised', body: { poolName: 'p', dataDevice: 'd', metadataDevice: 'm', loopback: false, dataSize: 1, metadataSize: 1, blockSize: 65536, options: Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`k${i}`, 'v'.repeat(400)])) } }],
+  ['PoolDevicesAttached without metadataDevice', { ...base, type: 'PoolDevicesAttached', body: { dataDevice: '/dev/loop2', dataFile: '/f' } }],
+  ['PoolDevicesAttached with a loopback flag', { ...base, type: 'PoolDevicesAttached', body: { dataDevice: '/dev/loop2', metadataDevice: '/dev/loop3', loopback: true } }],
 ].map(([name, fields]) => ({ name, fields, error: 'ERR_BAD_EVENT' }));
 writeFileSync(path.join(out, 'invalid-events.json'), JSON.stringify({ description: 'Each must be refused by encode with the error code; nothing is produced.', cases: invalid }, null, 2) + '\n');
 
@@ -93,7 +101,7 @@ writeFileSync(path.join(out, 'bad-records.json'), JSON.stringify({ description: 
 // Chains: chunks as stored (key → value) plus the head; verify must give the outcome.
 const chunk = (first, n) => ({ key: chunkKey(first), value: hex(Buffer.concat(bytesList.slice(first - 1, first - 1 + n))) });
 const head = (seq) => ({ seq, hash: seq ? records[seq - 1].hash : null });
-const N = records.length;
+const N = CHAIN_RECORDS;
 const okChunks = [chunk(1, 1), chunk(2, 3), chunk(5, 3), chunk(8, 4), chunk(12, 6), chunk(18, N - 17)];
 const flipByte = (c, at) => { const b = Buffer.from(c.value, 'hex'); b[at] ^= 0x01; return { ...c, value: hex(b) }; };
 const rec = (s) => ({ key: chunkKey(s), value: records[s - 1].bytes });

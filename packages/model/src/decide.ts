@@ -8,9 +8,9 @@
  * Transactions: a mutating command's events are `TransactionBegan{op, hash?}` followed by its pool-metadata
  * event(s), all stamped txId = state.txId + 1; the reconciler later appends TransactionCommitted or
  * TransactionRolledBack (see state.ts). While a transaction is pending, mutating commands are refused
- * (ERR_DEVICE_BUSY): pool transaction ids serialise them. Activation, mount, deferred-deletion marks and
- * device resizes do not change pool metadata: their events carry the current txId. Read-only commands and
- * commands that find nothing to do produce no events.
+ * (ERR_DEVICE_BUSY): pool transaction ids serialise them. Activation, mount, deferred-deletion marks,
+ * device resizes and pool device re-attachment do not change pool metadata: their events carry the current
+ * txId. Read-only commands and commands that find nothing to do produce no events.
  *
  * Facts only the kernel knows (is the dm device still open? how full is the pool?) come in as command
  * fields, observed by the caller just before deciding. So do run-time policies (deferred removal/deletion,
@@ -65,6 +65,11 @@ export type Command =
   | { readonly type: 'unmountDevice'; readonly hash: string; readonly path: string; readonly deactivate?: boolean;
       readonly openCount?: number; readonly deferredRemoval?: boolean }
   | { readonly type: 'resizePool'; readonly dataSize: number; readonly metadataSize?: number }
+  /** The pool's data/metadata devices are now at these paths (a loopback pool's files re-attached after a reboot,
+   *  maybe on other loop devices); `dataFile`/`metadataFile` are the backing files, for audit. Nothing when the
+   *  paths are unchanged. Not a transaction: allowed while one is pending. */
+  | { readonly type: 'attachPoolDevices'; readonly dataDevice: string; readonly metadataDevice: string;
+      readonly dataFile?: string; readonly metadataFile?: string }
   /** Grow a device (e.g. the base image to a larger dm.basesize). */
   | { readonly type: 'resizeDevice'; readonly hash: string; readonly size: number }
   // read-only
@@ -338,6 +343,20 @@ export function decide(state: State, command: Command): readonly JournalEvent[] 
       if (metadataSize !== undefined && metadataSize < pool.metadataSize) throw err('ERR_BAD_SIZE', `pool metadata size ${metadataSize} is smaller than the current ${pool.metadataSize}`, { value: metadataSize });
       if (dataSize === pool.dataSize && (metadataSize === undefined || metadataSize === pool.metadataSize)) return [];
       return tx(s, 'resizePool', null, { type: 'PoolResized', txId: 0, body: metadataSize === undefined || metadataSize === pool.metadataSize ? { dataSize } : { dataSize, metadataSize } });
+    }
+
+    case 'attachPoolDevices': {
+      const pool = requirePool(s);
+      const dataDevice = checkDeviceText('data device', c.dataDevice);
+      const metadataDevice = checkDeviceText('metadata device', c.metadataDevice);
+      const dataFile = c.dataFile === undefined ? undefined : checkDeviceText('data file', c.dataFile);
+      const metadataFile = c.metadataFile === undefined ? undefined : checkDeviceText('metadata file', c.metadataFile);
+      // No requireNoPending: recovering the pending transaction needs the devices where they are now.
+      if (dataDevice === pool.dataDevice && metadataDevice === pool.metadataDevice) return [];
+      const body: Record<string, unknown> = { dataDevice, metadataDevice };
+      if (dataFile !== undefined) body.dataFile = dataFile;
+      if (metadataFile !== undefined) body.metadataFile = metadataFile;
+      return [{ type: 'PoolDevicesAttached', txId: T, body } as JournalEvent];
     }
 
     case 'resizeDevice': {

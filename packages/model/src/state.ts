@@ -12,9 +12,10 @@
  * reached the metadata before the crash), so the id must not be handed out again soon (see decide.ts).
  * Only one transaction may be pending at a time.
  *
- * All other events (activation, mounts, DeletionDeferred, DeviceResized, Checkpoint) do not change pool
- * metadata: they carry the committed txId T and apply at once. They may not touch a device that the pending
- * transaction creates or deletes.
+ * All other events (activation, mounts, DeletionDeferred, DeviceResized, PoolDevicesAttached, Checkpoint) do
+ * not change pool metadata: they carry the committed txId T and apply at once, a pending transaction or not.
+ * They may not touch a device that the pending transaction creates or deletes. PoolDevicesAttached changes the
+ * pool's device paths in the committed state and in the pending transaction's view of the pool alike.
  *
  * An event that cannot apply is ERR_EVENT_CONFLICT, and the state is unchanged.
  *
@@ -338,6 +339,18 @@ class Work {
         if (e.type === 'TransactionCommitted') this.commit(p);
         this.last = null;
         this.pending = null;
+        return;
+      }
+      case 'PoolDevicesAttached': {
+        // Not pool metadata: allowed while a transaction is pending (recovering it needs the new paths).
+        if (!this.pool) throw conflict(e, 'the pool is not initialised');
+        this.checkCurrentTx(e);
+        const paths = { dataDevice: detach(b.dataDevice), metadataDevice: detach(b.metadataDevice) };
+        this.last = null;
+        this.pool = Object.freeze({ ...this.pool, ...paths });
+        // A pending PoolResized holds its own copy of the pool, which its commit installs: give it the paths too.
+        const ov = this.pending?.ov;
+        if (ov?.pool) ov.pool = Object.freeze({ ...ov.pool, ...paths });
         return;
       }
       case 'Checkpoint':

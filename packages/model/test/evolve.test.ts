@@ -43,6 +43,8 @@ test('the journal-spec record vectors replay through evolve (every event type, c
   assert.equal([...s.devices.keys()], ['']);
   assert.is(s.nextDeviceId, 3, 'the rolled-back create of id 3 kept the cursor');
   assert.is(s.pool!.dataSize, 214748364800);
+  // record 24: the loop devices re-attached after a reboot
+  assert.equal([s.pool!.dataDevice, s.pool!.metadataDevice], ['/dev/loop2', '/dev/loop3']);
   assert.is(replay(recs).txId, 5);
   assert.is(stateHash(replay(recs)), stateHash(s));
 });

@@ -37,7 +37,12 @@ const cmdArb: fc.Arbitrary<Command> = fc.oneof(
   fc.record({ type: fc.constant('unmountDevice' as const), hash: hashArb, path: pathArb, openCount: openArb, deactivate: boolArb }),
   fc.record({ type: fc.constant('resizePool' as const), dataSize: fc.constantFrom(100 * G, 200 * G, 50 * G, 300 * G) }),
   fc.record({ type: fc.constant('resizeDevice' as const), hash: hashArb, size: fc.constantFrom(10 * G, 20 * G, 40 * G, 5 * G) }),
-  fc.record({ type: fc.constant('list' as const) }),
+  // attachPoolDevices shares the read-only `list`'s slot, so the other commands keep their frequencies (the
+  // rarer event types below must still show up in every run).
+  fc.oneof(
+    fc.record({ type: fc.constant('list' as const) }),
+    fc.record({ type: fc.constant('attachPoolDevices' as const), dataDevice: fc.constantFrom('/dev/loop0', '/dev/loop2', 'bad\n'), metadataDevice: fc.constantFrom('/dev/loop1', '/dev/loop3') }),
+  ),
 ) as fc.Arbitrary<Command>;
 
 const stepArb: fc.Arbitrary<Step> = fc.oneof(
@@ -141,12 +146,17 @@ function runSteps(steps: Step[]): Run {
 }
 
 test('evolve∘decide keeps the invariants over random command sequences', () => {
-  fc.assert(fc.property(fc.array(stepArb, { minLength: 1, maxLength: 80, size: 'large' }), (steps) => {
-    runSteps([{ kind: 'cmd', cmd: initCommand(['dm.use_deferred_removal=true', 'dm.use_deferred_deletion=true']) },
-      { kind: 'cmd', cmd: { type: 'createBaseImage', size: 10 * G, fs: 'xfs', uuid: UUID } }, { kind: 'commit' }, ...steps]);
-  }), { numRuns: 300 });
-  for (const t of ['SnapshotCreated', 'DeviceCreated', 'DeviceDeleted', 'DeletionDeferred', 'DeviceActivated', 'DeviceDeactivated',
-    'DeviceMounted', 'DeviceUnmounted', 'PoolResized', 'DeviceResized', 'TransactionCommitted', 'TransactionRolledBack']) {
+  const wanted = ['SnapshotCreated', 'DeviceCreated', 'DeviceDeleted', 'DeletionDeferred', 'DeviceActivated', 'DeviceDeactivated',
+    'DeviceMounted', 'DeviceUnmounted', 'PoolResized', 'DeviceResized', 'PoolDevicesAttached', 'TransactionCommitted', 'TransactionRolledBack'];
+  // The rarest types (DeletionDeferred, DeviceUnmounted) show up a few times per 300 runs, so one batch missed
+  // one of them about once in 20; further batches run only while a type is still missing.
+  for (let batch = 0; batch < 6 && (batch === 0 || wanted.some((t) => !seenTypes.has(t))); batch++) {
+    fc.assert(fc.property(fc.array(stepArb, { minLength: 1, maxLength: 80, size: 'large' }), (steps) => {
+      runSteps([{ kind: 'cmd', cmd: initCommand(['dm.use_deferred_removal=true', 'dm.use_deferred_deletion=true']) },
+        { kind: 'cmd', cmd: { type: 'createBaseImage', size: 10 * G, fs: 'xfs', uuid: UUID } }, { kind: 'commit' }, ...steps]);
+    }), { numRuns: 300 });
+  }
+  for (const t of wanted) {
     assert.ok((seenTypes.get(t) ?? 0) > 0, `the random sequences produced ${t} (${JSON.stringify([...seenTypes])})`);
   }
 });

@@ -26,6 +26,11 @@ export const EVENT_SCHEMAS = {
   },
   /** The pool's data (and optionally metadata) device grew. Sizes in bytes. */
   PoolResized: { dataSize: 'uint', 'metadataSize?': 'uint' },
+  /** The pool's data and metadata devices are now these paths (e.g. a loopback pool's files re-attached after a
+   *  reboot, on other loop devices). Pool metadata is unchanged: not a transaction; the envelope carries the
+   *  committed txId, and it may be written while a transaction is pending (its recovery needs the new paths).
+   *  `dataFile`/`metadataFile`: the backing files of a loopback pool, for the audit trail only. */
+  PoolDevicesAttached: { dataDevice: 'str', metadataDevice: 'str', 'dataFile?': 'str', 'metadataFile?': 'str' },
   // --- thin devices --------------------------------------------------------------------------
   /** The base image's thin device was created and formatted. */
   BaseImageCreated: { hash: 'id', deviceId: 'uint', size: 'uint', fs: 'str', uuid: 'str' },

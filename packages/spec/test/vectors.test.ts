@@ -47,6 +47,31 @@ test('records: encoding is independent of body key order', () => {
   }
 });
 
+test('PoolDevicesAttached: its vector is appended to the original chain, which chains.json still covers', () => {
+  const i = records.findIndex((r: { fields: { type: string } }) => r.fields.type === 'PoolDevicesAttached');
+  assert.is(i, 23, 'record 24, after the 23 records of the first v1 vectors');
+  const r = records[i];
+  assert.is(r.fields.txId, records[i - 1].fields.txId, 'not a transaction: the committed txId');
+  const d = decodeRecord(Buffer.from(r.bytes, 'hex'));
+  assert.equal(Object.keys(d.body), ['dataDevice', 'metadataDevice', 'dataFile', 'metadataFile'], 'schema order');
+  // the chain vectors end at record 23: appending left them as they were
+  const intact = load('chains.json').chains.find((c: { name: string }) => c.name === 'intact');
+  assert.is(intact.expect.records, 23);
+  assert.is(intact.head.hash, records[22].hash);
+  // optional files omitted when absent; anything else in the body refused
+  const base = { seq: 1, txId: 0, ts: 0, type: 'PoolDevicesAttached', actor: '', reason: '', prev: Buffer.alloc(32) };
+  const bare = decodeRecord(encodeRecord({ ...base, body: { metadataDevice: '/dev/loop3', dataDevice: '/dev/loop2' } }));
+  assert.equal(bare.body, { dataDevice: '/dev/loop2', metadataDevice: '/dev/loop3' });
+  for (const body of [{ dataDevice: '/dev/loop2' }, { dataDevice: '/dev/loop2', metadataDevice: 3 }, { dataDevice: 'a', metadataDevice: 'b', hash: 'x' }, { dataDevice: 'a', metadataDevice: 'b', dataFile: null }]) {
+    try {
+      encodeRecord({ ...base, body });
+      assert.unreachable(JSON.stringify(body));
+    } catch (err) {
+      assert.is((err as ThinjournalError).code, 'ERR_BAD_EVENT', JSON.stringify(body));
+    }
+  }
+});
+
 test('invalid events: encode refuses each with its code', () => {
   for (const c of load('invalid-events.json').cases) {
     try {
