@@ -98,9 +98,15 @@ export function planReplay(records: Iterable<JournalRecord>, target: ReplayTarge
   if (pendingTx !== null) skipped.push({ txId: pendingTx, outcome: 'unfinished' });
   const state = p.state;
   if (!state.pool) throw new ThinjournalError('ERR_POOL_NOT_INITIALISED', 'the journal has no PoolInitialised before the stopping point');
-  // The pool's table uses the data size in force at the end (PoolResized only grows it).
+  // The pool's table uses the data size in force at the end (PoolResized only grows it), and the devices the
+  // journal last named (PoolDevicesAttached after a reboot moved the loop devices) unless the caller chose.
   const first = steps[0];
-  if (first?.kind === 'createPool') steps[0] = { ...first, pool: { ...first.pool, dataSize: state.pool.dataSize } };
+  if (first?.kind === 'createPool') {
+    steps[0] = { ...first, pool: {
+      ...first.pool, dataSize: state.pool.dataSize,
+      dataDevice: target.dataDevice ?? state.pool.dataDevice, metadataDevice: target.metadataDevice ?? state.pool.metadataDevice,
+    } };
+  }
   return { steps, state, stateHash: stateHash(state), lastSeq, transactionId: state.txId, skippedTransactions: skipped };
 }
 

@@ -73,4 +73,27 @@ test('replay --to a transaction id stops at that point in time', async () => {
   } finally { await h.journal.close(); rmSync(h.base, { recursive: true, force: true }); }
 });
 
+
+test('replay builds the pool on the devices the journal last named (PoolDevicesAttached), unless told otherwise', async () => {
+  const h = await history();
+  try {
+    h.backend.addDisk('/dev/moved-d', 8 * G);
+    h.backend.addDisk('/dev/moved-m', 64 * M);
+    await h.e.execute({ type: 'attachPoolDevices', dataDevice: '/dev/moved-d', metadataDevice: '/dev/moved-m' });
+    const records = await h.journal.read();
+    assert.ok(records.some((r) => r.type === 'PoolDevicesAttached'));
+    const plan = planReplay(records, { poolName: 'rebuilt' });
+    const create = plan.steps[0]!;
+    assert.ok(create.kind === 'createPool');
+    assert.is(create.pool.dataDevice, '/dev/moved-d');
+    assert.is(create.pool.metadataDevice, '/dev/moved-m');
+    assert.is(create.pool.dataSize, 6 * G);
+    const told = planReplay(records, { poolName: 'rebuilt', dataDevice: '/dev/spare-d', metadataDevice: '/dev/spare-m' }).steps[0]!;
+    assert.ok(told.kind === 'createPool' && told.pool.dataDevice === '/dev/spare-d' && told.pool.metadataDevice === '/dev/spare-m');
+  } finally {
+    await h.journal.close();
+    rmSync(h.base, { recursive: true, force: true });
+  }
+});
+
 test.run();

@@ -39,6 +39,13 @@ export const ERROR_CODES = {
   ERR_FS_UNKNOWN: 'A block device holds no filesystem this build recognises (ext4, xfs) at its superblock.',
   ERR_FS_TOOL: 'A filesystem tool (mkfs, resize2fs, xfs_growfs, thin_ls…) failed; `tool`, `status` (exit status) and `stderr` are set.',
   ERR_NATIVE_UNAVAILABLE: 'The native addon (@thinjournal/native) is not built or cannot load; the kernel backend is unavailable.',
+  // driver (packages/driver) and CLI
+  ERR_THINPOOL_INIT: "The seed's ThinpoolInitError: the pool could not be set up or adopted (base image UUID or filesystem differs from the journal's, a metadata device holding a pool the journal does not know, drift at start-up, an option that cannot change); the underlying error is the `cause`.",
+  ERR_BAD_PATH: 'A home or mount path is not an absolute, normalised path (without NUL) inside the driver\'s home.',
+  ERR_NOT_MOUNTED: '`put` of a layer this driver has not mounted with `get`.',
+  ERR_DRIVER_CLOSED: 'The driver / device set was shut down or closed.',
+  ERR_DRIFT: 'The kernel\'s pool and the journal disagree in a way recovery must not guess about (checkTransactionId); nothing was changed — see `thinjournal verify --kernel`.',
+  ERR_UNEXPECTED: 'The CLI\'s code for an error that carried none (a bug: please report it with the message).',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
