@@ -258,14 +258,13 @@ export class DeviceSet {
     const p = this.state.pool;
     if (p && (p.dataDevice !== data || p.metadataDevice !== metadata)) {
       // After a reboot the files come back on other loop numbers: record it before recovery builds tables.
-      await this.exec({ type: 'attachPoolDevices', dataDevice: data, metadataDevice: metadata, dataFile: L.dataFile, metadataFile: L.metadataFile } as unknown as Command, 'loopback files re-attached');
+      await this.exec({ type: 'attachPoolDevices', dataDevice: data, metadataDevice: metadata, dataFile: L.dataFile, metadataFile: L.metadataFile }, 'loopback files re-attached');
     }
     return { data, metadata };
   }
 
   private async loopFor(file: string): Promise<string> {
-    const b = this.backend as Backend & { findLoop?: (f: string) => Promise<string | null> };
-    const found = b.findLoop ? await b.findLoop(file) : null;
+    const found = await this.backend.findLoop(file);
     if (found) return found;
     const loop = await this.backend.attachLoop(file);
     this.attachedLoops.push(loop);
@@ -322,14 +321,11 @@ export class DeviceSet {
    */
   private async verifyBaseDevice(): Promise<void> {
     const base = this.state.base!;
-    const b = this.backend as Backend & { fsUuid?: (d: string) => Promise<string> };
     await this.withActive(BASE_HASH, 'verify the base image', async (dev) => {
       const fs = await this.backend.probeFsType(dev).catch((err) => { throw new ThinpoolInitError(`the base image holds no filesystem (the journal says ${base.fs}, UUID ${base.uuid})`, { cause: err }); });
       if (fs !== base.fs) throw new ThinpoolInitError(`the base image's filesystem is ${fs}; the journal says ${base.fs}`);
-      if (b.fsUuid) {
-        const uuid = await b.fsUuid(dev);
-        if (uuid !== base.uuid) throw new ThinpoolInitError(`the base image's UUID is ${uuid}; the journal says ${base.uuid}: this is not the pool this journal describes`);
-      }
+      const uuid = await this.backend.fsUuid(dev);
+      if (uuid !== base.uuid) throw new ThinpoolInitError(`the base image's UUID is ${uuid}; the journal says ${base.uuid}: this is not the pool this journal describes`);
     });
     const d = this.state.devices.get(BASE_HASH)!;
     if (this.options.baseSizeGiven && this.options.baseSize > d.size) await this.growBase(this.options.baseSize);

@@ -67,7 +67,7 @@ async function remakeBase(b: Backend, ds: DeviceSet): Promise<void> {
   const name = `${ds.poolName.replace(/-pool$/, '')}-tamper`;
   await b.activateThin(name, { poolDevice: b.devicePath(ds.poolName), id: base.deviceId, lengthSectors: base.size / 512 });
   try {
-    await (b.mkfs as (d: string, t: 'ext4', o: { uuid: string }) => Promise<void>)(b.devicePath(name), 'ext4', { uuid: '0badbad0-0000-4000-8000-000000000000' });
+    await b.mkfs(b.devicePath(name), 'ext4', { uuid: '0badbad0-0000-4000-8000-000000000000' });
   } finally {
     await b.remove(name);
   }
