@@ -1,11 +1,11 @@
 // The driver suite on ModelBackend (runs everywhere), plus what only the model can do: a machine crash.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ModelBackend } from '../../../packages/dm/dist/src/index.js';
-import { init } from '../../../packages/driver/dist/src/index.js';
+import { init, probeFsType, mounted } from '../../../packages/driver/dist/src/index.js';
 import { defineDriverSuite, type DriverHarness } from './cases.js';
 
 export const OPTIONS = ['dm.loopdatasize=256M', 'dm.loopmetadatasize=16M', 'dm.basesize=64M', 'dm.fs=ext4'];
@@ -49,6 +49,27 @@ test('model: a machine crash while a layer is mounted — restart recovers the p
   await d2.put('app');
   assert.not.ok(await backend.mounted(mp));
   await d2.cleanup();
+});
+
+test('probeFsType and mounted (the seed\'s free functions) read the host: superblock magic, mountinfo', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'tjd-probe-'));
+  const ext4 = Buffer.alloc(4096);
+  ext4.writeUInt16LE(0xef53, 1024 + 56);
+  const xfs = Buffer.alloc(4096);
+  xfs.write('XFSB', 0, 'latin1');
+  writeFileSync(path.join(dir, 'ext4.img'), ext4);
+  writeFileSync(path.join(dir, 'xfs.img'), xfs);
+  writeFileSync(path.join(dir, 'junk.img'), Buffer.alloc(4096, 7));
+  assert.is(await probeFsType(path.join(dir, 'ext4.img')), 'ext4');
+  assert.is(await probeFsType(path.join(dir, 'xfs.img')), 'xfs');
+  try {
+    await probeFsType(path.join(dir, 'junk.img'));
+    assert.unreachable('junk probed');
+  } catch (err) {
+    assert.is((err as { code?: string }).code, 'ERR_FS_UNKNOWN');
+  }
+  assert.is(await mounted('/'), true);
+  assert.is(await mounted(dir), false);
 });
 
 test.run();
