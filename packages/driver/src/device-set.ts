@@ -407,8 +407,12 @@ export class DeviceSet {
   async deleteDevice(hash: string, syncDelete = false): Promise<void> {
     this.live();
     checkHash(hash, { allowBase: true });
-    const d = this.state.devices.get(hash);
+    let d = this.state.devices.get(hash);
     if (!d) throw new ThinjournalError('ERR_DEVICE_NOT_FOUND', `unknown device ${JSON.stringify(hash)}`, { hash });
+    if (this.options.blkDiscard && !d.deletionDeferred && d.mounts.length === 0 && !d.removalDeferred && (this.state.childCounts.get(hash) ?? 0) === 0) {
+      await this.discard(d);
+      d = this.state.devices.get(hash)!;
+    }
     if (d.active && d.mounts.length === 0 && !d.removalDeferred) {
       const { openCount } = await this.observe(d);
       if (openCount === 0 || this.options.useDeferredRemoval) {
@@ -419,6 +423,21 @@ export class DeviceSet {
     const { openCount } = await this.observe(now);
     await this.exec({ type: 'deleteDevice', hash, syncDelete, busy: openCount > 0, deferredDeletion: this.options.useDeferredDeletion });
     if (this.state.devices.get(hash)?.deletionDeferred) this.kickWorker();
+  }
+
+  /**
+   * dm.blkdiscard (Docker's issueDiscard): before a device is deleted, BLKDISCARD over all of it, so dm-thin
+   * unmaps its blocks and passes the discards down — a loopback data file gets its holes back (deleting a
+   * thin device frees its blocks in the pool's metadata, but discards nothing on the data device). Skipped for
+   * an open device; a failure is logged, never fatal (as in Docker). The activation it needs is journaled.
+   */
+  private async discard(d: Device): Promise<void> {
+    if ((await this.observe(d)).openCount > 0) return;
+    try {
+      await this.withActive(d.hash, 'dm.blkdiscard before delete', (dev) => this.backend.discard(dev, 0, d.size));
+    } catch (err) {
+      this.dmLog(3, `discard of ${JSON.stringify(d.hash)} before its deletion failed: ${(err as Error).message}`);
+    }
   }
 
   /** Docker's MountDevice(hash, path, mountLabel): activates if needed and mounts at `path` (inside home). */

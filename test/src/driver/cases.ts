@@ -4,7 +4,8 @@
  * — abstract-level's one-suite-every-backend shape.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, statSync, existsSync, readdirSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdtempSync, openSync, statSync, existsSync, readdirSync, writeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -265,6 +266,32 @@ export function defineDriverSuite(test: Test, factory: DriverHarnessFactory): vo
     assert.equal(seen.map((x) => x[0]), [2]);
   });
 
+  for (const blkdiscard of [true, false]) {
+    withDriver(`dm.blkdiscard=${blkdiscard}: ${blkdiscard ? 'a deleted layer is discarded first (the loop file gets its holes back)' : 'no discard before delete'}`, async (h, d) => {
+      const ds = d.deviceSet;
+      await d.create('fat', '');
+      const rootfs = await d.get('fat');
+      if (h.kind === 'kernel') {
+        const fd = openSync(path.join(path.dirname(rootfs), 'blob'), 'w');
+        for (let i = 0; i < 16; i++) writeSync(fd, randomBytes(1 << 20));
+        fsyncSync(fd);
+        closeSync(fd);
+      }
+      await d.put('fat');
+      const blocks = statSync(ds.dataDevicePath()).blocks;
+      const from = ds.journalHandle.head().seq;
+      await d.remove('fat');
+      const after = (await ds.journalHandle.read({ fromSeq: from + 1 })).map((r) => `${r.type}${r.reason ? `(${r.reason})` : ''}`);
+      assert.is(after.some((t) => t === 'DeviceActivated(dm.blkdiscard before delete)'), blkdiscard, after.join(' '));
+      assert.ok(after.includes('DeviceDeleted'));
+      if (h.kind === 'kernel') {
+        const freed = (blocks - statSync(ds.dataDevicePath()).blocks) * 512;
+        if (blkdiscard) assert.ok(freed >= 8 * 2 ** 20, `the data file shrank by ${freed} bytes only`);
+        else assert.ok(freed < 2 ** 20, `the data file shrank by ${freed} bytes without a discard`);
+      }
+    }, { options: [`dm.blkdiscard=${blkdiscard}`] });
+  }
+
   withDriver('resizePool grows a loopback pool: file, loop device, pool table; the journal says so', async (h, d) => {
     const ds = d.deviceSet;
     const before = await ds.status();
@@ -335,6 +362,28 @@ export function defineDriverSuite(test: Test, factory: DriverHarnessFactory): vo
       if (!released) await release();
     }
   }, { options: ['dm.use_deferred_removal=true', 'dm.use_deferred_deletion=true'] });
+
+  withDriver('a layer got again while its deferred removal is pending: the removal is cancelled, the device stays', async (h, d) => {
+    const ds = d.deviceSet;
+    await d.create('back', '');
+    await d.get('back');
+    const name = ds.deviceInfo('back')!.dmName!;
+    const release = await h.hold(h.backend.devicePath(name));
+    try {
+      await d.put('back');
+      assert.ok(ds.deviceInfo('back')!.removalDeferred);
+      assert.is((await h.backend.info(name))!.deferredRemove, true);
+      await d.get('back');
+      assert.is((await h.backend.info(name))!.deferredRemove, false, 'cancelled in the kernel');
+      assert.is(ds.deviceInfo('back')!.removalDeferred, false);
+    } finally {
+      await release();
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    assert.ok(await h.backend.info(name), 'the last close did not remove it');
+    assert.ok(await h.backend.mounted(path.join(d.home, 'mnt', 'back')));
+    await d.put('back');
+  }, { options: ['dm.use_deferred_removal=true'] });
 
   withDriver('without deferred deletion a busy delete is ERR_DEVICE_BUSY and changes nothing', async (h, d) => {
     const ds = d.deviceSet;
