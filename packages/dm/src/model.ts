@@ -556,6 +556,12 @@ export class ModelBackend extends BackendBase {
     const d = this.dmOf(name, 'DM_TARGET_MSG');
     const argv = message.trim().split(/\s+/).filter((s) => s.length > 0);
     if (argv.length === 0) throw E('EINVAL');
+    // dm-ioctl handles '@' messages itself, before any target (message_for_md): any device, table or not.
+    if (argv[0]!.startsWith('@')) {
+      if (argv[0]!.toLowerCase() !== '@cancel_deferred_remove' || argv.length !== 1) throw E('EINVAL');
+      d.deferredRemove = false;
+      return null;
+    }
     if (!d.live) return null; // observed: success, no effect
     const size = d.live.lines.reduce((n, l) => n + l.length, 0);
     if (sector >= size) throw E('EINVAL');

@@ -314,10 +314,17 @@ export class Engine {
         await this.backend.createPool(name, poolTableSpec({ dataDevice: b.dataDevice as string, metadataDevice, dataSize: b.dataSize as number, blockSize: b.blockSize as number }));
         return;
       }
-      case 'DeviceActivated':
-        if (await this.backend.info(b.name as string)) return;
+      case 'DeviceActivated': {
+        const live = await this.backend.info(b.name as string);
+        if (live) {
+          // A device deactivated with deferred removal that is wanted again: the kernel must not remove it at
+          // its last close any more (Docker's cancelDeferredRemoval; dm-ioctl's own "@" message).
+          if (live.deferredRemove) await this.backend.message(b.name as string, '@cancel_deferred_remove');
+          return;
+        }
         await this.backend.activateThin(b.name as string, { poolDevice: this.backend.devicePath(this.poolName()), id: b.deviceId as number, lengthSectors: Math.floor((b.size as number) / SECTOR) });
         return;
+      }
       case 'DeviceDeactivated': {
         const name = this.state.devices.get(b.hash as string)?.dmName;
         if (name && (await this.backend.info(name))) await this.backend.remove(name, { deferred: b.deferred as boolean });

@@ -328,7 +328,16 @@ export function defineConformance(test: Test, makeHarness: HarnessFactory): void
     await rejects(b.remove(thin), 'ERR_KERNEL', 'EBUSY');
     assert.equal(await b.remove(thin, { deferred: true }), { removed: false, deferred: true });
     assert.is((await b.info(thin))!.deferredRemove, true);
+    // @cancel_deferred_remove (handled by dm-ioctl itself): the device stays after the last close
+    assert.is(await b.message(thin, '@cancel_deferred_remove'), null);
+    assert.is((await b.info(thin))!.deferredRemove, false);
+    await rejects(b.message(thin, '@no_such_thing'), 'ERR_KERNEL', 'EINVAL');
     await release();
+    await new Promise((r) => setTimeout(r, 200));
+    assert.ok(await b.info(thin), 'still there: the deferred remove was cancelled');
+    const again = await h.hold(b.devicePath(thin));
+    assert.equal(await b.remove(thin, { deferred: true }), { removed: false, deferred: true });
+    await again();
     // dm_blk_close() only queues the deferred remove (deferred_remove_workqueue): on the kernel the device
     // goes shortly after the last close, not during it. Wait for it, boundedly.
     const deadline = Date.now() + 10_000;
