@@ -142,6 +142,11 @@ export interface Backend {
   probeFsType(device: string): Promise<FsType>;
   /** The filesystem's UUID from its superblock, canonical lowercase; ERR_FS_UNKNOWN when there is no ext4/xfs superblock. */
   fsUuid(device: string): Promise<string>;
+  /**
+   * XFS's ENOSPC retry limit for metadata writes of the XFS mounted from `device` (dm.xfs_nospace_max_retries;
+   * -1 forever, 0 fail at once). ERR_KERNEL ENOENT when no XFS is mounted from it.
+   */
+  xfsSetNospaceMaxRetries(device: string, retries: number): Promise<void>;
   mount(device: string, target: string, opts: MountOptions): Promise<void>;
   umount(target: string, opts?: { detach?: boolean }): Promise<void>;
   mounted(target: string): Promise<MountState | null>;
@@ -189,6 +194,7 @@ export abstract class BackendBase implements Backend {
   abstract growFs(device: string, mountPoint: string, type: FsType): Promise<void>;
   abstract probeFsType(device: string): Promise<FsType>;
   abstract fsUuid(device: string): Promise<string>;
+  abstract xfsSetNospaceMaxRetries(device: string, retries: number): Promise<void>;
   abstract mount(device: string, target: string, opts: MountOptions): Promise<void>;
   abstract umount(target: string, opts?: { detach?: boolean }): Promise<void>;
   abstract mounted(target: string): Promise<MountState | null>;

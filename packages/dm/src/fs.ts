@@ -3,7 +3,8 @@
  * grow filesystems. Tool failures carry the exit status and stderr (ERR_FS_TOOL).
  */
 import { execFile } from 'node:child_process';
-import { open, readFile } from 'node:fs/promises';
+import { open, readFile, realpath, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { ThinjournalError } from '@thinjournal/spec';
 import { fromNative } from './errors.js';
 
@@ -175,6 +176,26 @@ export async function mkfs(device: string, type: FsType, opts: MkfsOptions = {})
   checkMkfsOptions(type, opts);
   const c = mkfsCommand(device, type, opts);
   await runTool(c.tool, c.args);
+}
+
+/**
+ * XFS's retry limit for metadata writes that fail with ENOSPC (Docker's dm.xfs_nospace_max_retries), for the
+ * mounted XFS on `device`: /sys/fs/xfs/<bdev>/error/metadata/ENOSPC/max_retries (the kernel's
+ * Documentation/admin-guide/xfs.rst, "Error handling"). -1 retries forever, 0 fails at once. The block
+ * device's kernel name (dm-N) comes from its device number through /sys/dev/block. No such directory (not a
+ * mounted XFS): ERR_KERNEL ENOENT.
+ */
+export async function xfsSetNospaceMaxRetries(device: string, retries: number): Promise<void> {
+  if (!Number.isSafeInteger(retries) || retries < -1) throw new TypeError(`retries must be an integer ≥ -1, not ${String(retries)}`);
+  try {
+    const st = await stat(device);
+    const major = Math.floor(st.rdev / 256) & 0xfff;
+    const minor = (st.rdev & 0xff) | (Math.floor(st.rdev / 4096) & 0xfff00);
+    const bdev = path.basename(await realpath(`/sys/dev/block/${major}:${minor}`));
+    await writeFile(`/sys/fs/xfs/${bdev}/error/metadata/ENOSPC/max_retries`, String(retries));
+  } catch (err) {
+    throw fromNative(err);
+  }
 }
 
 /** Grows a mounted filesystem to its device's size: resize2fs <device> / xfs_growfs <mountpoint>. */

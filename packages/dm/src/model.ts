@@ -785,6 +785,15 @@ export class ModelBackend extends BackendBase {
     if (!t) throw new ThinjournalError('ERR_FS_UNKNOWN', `${device}: no ext4 or xfs superblock`, { device });
     return t.uuid;
   }
+  /** XFS ENOSPC retry limits set per mounted device (what /sys/fs/xfs/<dev>/…/max_retries would read). */
+  readonly xfsNospaceMaxRetries = new Map<string, number>();
+  async xfsSetNospaceMaxRetries(device: string, retries: number): Promise<void> {
+    if (!Number.isSafeInteger(retries) || retries < -1) throw new TypeError(`retries must be an integer ≥ -1, not ${String(retries)}`);
+    const dev = this.resolve(device);
+    // the sysfs directory exists while an XFS from this device is mounted
+    if (!dev || !this.mountsOf(dev).some((m) => m.fsType === 'xfs')) throw kernelError('ENOENT', 'open', { path: device });
+    this.xfsNospaceMaxRetries.set(device, retries);
+  }
   private mountsOf(dev: BlockDev) {
     return [...this.mounts.values()].flat().filter((m) => m.dev === dev);
   }

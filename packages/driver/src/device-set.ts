@@ -448,6 +448,17 @@ export class DeviceSet {
     this.device(hash);
     ensureDir(this.backend, p);
     await this.exec({ type: 'mountDevice', hash, path: p, options: this.mountOptions(mountLabel) });
+    const retries = this.options.xfsNospaceMaxRetries;
+    if (retries !== null && this.state.base?.fs === 'xfs') {
+      // Docker's xfsSetNospaceRetries: a mount whose limit cannot be set is undone and the error returned.
+      const d = this.state.devices.get(hash)!;
+      try {
+        await this.backend.xfsSetNospaceMaxRetries(this.backend.devicePath(d.dmName!), retries);
+      } catch (err) {
+        await this.exec({ type: 'unmountDevice', hash, path: p, openCount: 0 }, 'dm.xfs_nospace_max_retries could not be set').catch(() => {});
+        throw err;
+      }
+    }
   }
 
   private mountOptions(mountLabel: string): string {

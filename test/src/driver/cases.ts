@@ -22,6 +22,8 @@ export interface DriverHarness {
   readonly options: readonly string[];
   /** Holds a block device open as another process would; resolves to the release function. */
   hold(devicePath: string): Promise<() => Promise<void>>;
+  /** XFS's ENOSPC max_retries for the XFS mounted from `devicePath`, as the kernel (or the model) has it. */
+  xfsNospaceMaxRetries(devicePath: string): Promise<number | null>;
   /** Removes whatever a failed case left in the kernel for `home`. */
   cleanup(home: string): Promise<void>;
 }
@@ -79,7 +81,9 @@ export function defineDriverSuite(test: Test, factory: DriverHarnessFactory): vo
     test(name, async () => {
       const h = await factory();
       const home = tmpHome();
-      const d = await init(home, [...h.options, ...(opts.options ?? [])], {}, { backend: h.backend, workers: false, logger: () => {}, ...opts.setup });
+      const extra = opts.options ?? [];
+      const keys = new Set(extra.map((o) => o.split('=')[0]));
+      const d = await init(home, [...h.options.filter((o) => !keys.has(o.split('=')[0])), ...extra], {}, { backend: h.backend, workers: false, logger: () => {}, ...opts.setup });
       try {
         await fn(h, d, home);
       } finally {
@@ -384,6 +388,17 @@ export function defineDriverSuite(test: Test, factory: DriverHarnessFactory): vo
     assert.ok(await h.backend.mounted(path.join(d.home, 'mnt', 'back')));
     await d.put('back');
   }, { options: ['dm.use_deferred_removal=true'] });
+
+  withDriver('xfs: snapshots mount with nouuid, dm.xfs_nospace_max_retries reaches the kernel', async (h, d) => {
+    const ds = d.deviceSet;
+    assert.is(ds.baseDeviceFilesystem, 'xfs');
+    await d.create('x1', '');
+    await d.get('x1');
+    const dev = h.backend.devicePath(ds.deviceInfo('x1')!.dmName!);
+    assert.is(ds.deviceInfo('x1')!.mounts[0]!.options, 'nouuid');
+    assert.is(await h.xfsNospaceMaxRetries(dev), 3);
+    await d.put('x1');
+  }, { options: ['dm.fs=xfs', 'dm.basesize=320M', 'dm.loopdatasize=512M', 'dm.xfs_nospace_max_retries=3'] });
 
   withDriver('without deferred deletion a busy delete is ERR_DEVICE_BUSY and changes nothing', async (h, d) => {
     const ds = d.deviceSet;

@@ -19,6 +19,9 @@ function harness(backend = new ModelBackend()): DriverHarness {
       const release = backend.hold(devicePath);
       return async () => release();
     },
+    async xfsNospaceMaxRetries(devicePath) {
+      return backend.xfsNospaceMaxRetries.get(devicePath) ?? null;
+    },
     async cleanup() {},
   };
 }
