@@ -15,6 +15,7 @@
  * nothing changed) → pool and base image created on first use, or the base image's UUID and filesystem
  * verified → workers started.
  */
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, rmdirSync } from 'node:fs';
 import { Observable, distinctUntilChanged, exhaustMap, from, interval, map, merge, startWith, filter } from 'rxjs';
@@ -749,11 +750,14 @@ function defaultBackend(): Backend {
 async function probeEnv(b: Backend): Promise<OptionsEnv> {
   if (b.kind === 'model') return { xfsSupported: true, deferredRemovalSupported: true };
   const v = await b.version();
-  let xfs = false;
-  try {
-    xfs = /\txfs$/m.test(readFileSync('/proc/filesystems', 'utf8')) && (process.env.PATH ?? '/usr/sbin:/sbin').split(':').some((d) => existsSync(`${d}/mkfs.xfs`));
-  } catch {
-    xfs = false;
+  // Docker's check: mkfs.xfs present, and xfs in /proc/filesystems — after `modprobe xfs` if it is not there
+  // yet (a module is listed only once loaded).
+  const listed = () => { try { return /\txfs$/m.test(readFileSync('/proc/filesystems', 'utf8')); } catch { return false; } };
+  const mkfsXfs = ['/usr/sbin', '/sbin', '/usr/bin', '/bin', ...(process.env.PATH ?? '').split(':')].some((d) => d !== '' && existsSync(`${d}/mkfs.xfs`));
+  let xfs = mkfsXfs && listed();
+  if (mkfsXfs && !xfs) {
+    await new Promise<void>((resolve) => execFile('modprobe', ['-q', 'xfs'], { timeout: 10_000 }, () => resolve()));
+    xfs = listed();
   }
   // Deferred removal needs dm ≥ 4.27 (Docker's check).
   return { xfsSupported: xfs, deferredRemovalSupported: v.major > 4 || (v.major === 4 && v.minor >= 27) };

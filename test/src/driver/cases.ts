@@ -22,6 +22,8 @@ export interface DriverHarness {
   readonly options: readonly string[];
   /** Holds a block device open as another process would; resolves to the release function. */
   hold(devicePath: string): Promise<() => Promise<void>>;
+  /** Why XFS cannot be tested here, or null. */
+  readonly noXfs: string | null;
   /** XFS's ENOSPC max_retries for the XFS mounted from `devicePath`, as the kernel (or the model) has it. */
   xfsNospaceMaxRetries(devicePath: string): Promise<number | null>;
   /** Removes whatever a failed case left in the kernel for `home`. */
@@ -389,7 +391,23 @@ export function defineDriverSuite(test: Test, factory: DriverHarnessFactory): vo
     await d.put('back');
   }, { options: ['dm.use_deferred_removal=true'] });
 
-  withDriver('xfs: snapshots mount with nouuid, dm.xfs_nospace_max_retries reaches the kernel', async (h, d) => {
+  test('xfs: snapshots mount with nouuid, dm.xfs_nospace_max_retries reaches the kernel', async () => {
+    const h = await factory();
+    if (h.noXfs) {
+      console.log(`  xfs case skipped: ${h.noXfs}`);
+      return;
+    }
+    const home = tmpHome();
+    const options = [...h.options.filter((o) => !/^dm\.(fs|basesize|loopdatasize)=/.test(o)), 'dm.fs=xfs', 'dm.basesize=320M', 'dm.loopdatasize=512M', 'dm.xfs_nospace_max_retries=3'];
+    const d = await init(home, options, {}, { backend: h.backend, workers: false, logger: () => {} });
+    try {
+      await xfsCase(h, d);
+    } finally {
+      await d.cleanup().catch(() => {});
+      await h.cleanup(home);
+    }
+  });
+  const xfsCase = async (h: DriverHarness, d: Driver) => {
     const ds = d.deviceSet;
     assert.is(ds.baseDeviceFilesystem, 'xfs');
     await d.create('x1', '');
@@ -398,7 +416,7 @@ export function defineDriverSuite(test: Test, factory: DriverHarnessFactory): vo
     assert.is(ds.deviceInfo('x1')!.mounts[0]!.options, 'nouuid');
     assert.is(await h.xfsNospaceMaxRetries(dev), 3);
     await d.put('x1');
-  }, { options: ['dm.fs=xfs', 'dm.basesize=320M', 'dm.loopdatasize=512M', 'dm.xfs_nospace_max_retries=3'] });
+  };
 
   withDriver('without deferred deletion a busy delete is ERR_DEVICE_BUSY and changes nothing', async (h, d) => {
     const ds = d.deviceSet;

@@ -15,6 +15,7 @@ function harness(backend = new ModelBackend()): DriverHarness {
     kind: 'model',
     backend,
     options: OPTIONS,
+    noXfs: null,
     async hold(devicePath) {
       const release = backend.hold(devicePath);
       return async () => release();
