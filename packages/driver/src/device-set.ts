@@ -201,6 +201,11 @@ export class DeviceSet {
     if (s.pool) {
       this.checkCompatible();
       if (s.pool.loopback) await this.attachLoopFiles(false);
+      if (o.thinPoolDevice !== null && !(await this.backend.info(s.pool.poolName))?.activeTable) {
+        // An adopted pool is its owner's to activate (LVM: `lvchange -ay`); rebuilding its table from the
+        // journal would bypass the owner's metadata. Refuse, change nothing.
+        throw new ThinpoolInitError(`dm.thinpooldev=${o.thinPoolDevice} is not active; activate it (e.g. \`lvchange -ay\`) and start again`, { option: 'dm.thinpooldev' });
+      }
       const r = await this.engine.recover({ actor: 'recovery' });
       this.recovery = r;
       if (r.plan.verdict === 'drift') {

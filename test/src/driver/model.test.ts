@@ -76,4 +76,76 @@ test('probeFsType and mounted (the seed\'s free functions) read the host: superb
   assert.is(await mounted(dir), false);
 });
 
+const M = 2 ** 20, G = 2 ** 30;
+const small = ['dm.basesize=64M', 'dm.fs=ext4'];
+const homeDir = () => path.join(mkdtempSync(path.join(os.tmpdir(), 'tjd-')), 'home');
+async function initError(home: string, options: string[], backend: ModelBackend): Promise<{ code?: string; message: string }> {
+  try {
+    const d = await init(home, options, {}, { backend, workers: false });
+    await d.cleanup();
+  } catch (err) {
+    return err as { code?: string; message: string };
+  }
+  assert.unreachable('init succeeded');
+  throw new Error('unreachable');
+}
+
+test('model: dm.datadev + dm.metadatadev — a pool on block devices; restart; a foreign pool on the metadata device is refused', async () => {
+  const backend = new ModelBackend();
+  backend.addDisk('/dev/vdd', G);
+  backend.addDisk('/dev/vdm', 64 * M);
+  const opts = ['dm.datadev=/dev/vdd', 'dm.metadatadev=/dev/vdm', ...small];
+  const home = homeDir();
+  let d = await init(home, opts, {}, { backend, workers: false });
+  const s = await d.deviceSet.status();
+  assert.is(s.dataFile, '/dev/vdd');
+  assert.is(s.metadataFile, '/dev/vdm');
+  assert.is(s.dataLoopback, '');
+  assert.is(s.data.total, G);
+  assert.is(d.deviceSet.dataDevicePath(), '/dev/vdd');
+  assert.is(d.deviceSet.metadataDevicePath(), '/dev/vdm');
+  await d.create('b1', '');
+  await d.cleanup(); // removes our pool (not the disks)
+  d = await init(home, opts, {}, { backend, workers: false });
+  assert.ok(d.exists('b1'));
+  assert.ok(d.deviceSet.recovery!.plan.steps.some((st) => st.kind === 'createPool'), 'the pool table was rebuilt');
+  await d.cleanup();
+  const err = await initError(homeDir(), opts, backend);
+  assert.is(err.code, 'ERR_THINPOOL_INIT');
+  assert.match(err.message, /holds a thin pool this journal does not know/);
+});
+
+test('model: dm.thinpooldev — an existing empty pool is adopted and kept at shutdown; inactive later: refused; a used pool is not taken over', async () => {
+  const backend = new ModelBackend();
+  backend.addDisk('/dev/lvm-meta', 64 * M);
+  backend.addDisk('/dev/lvm-data', G);
+  const spec = { metadataDevice: '/dev/lvm-meta', dataDevice: '/dev/lvm-data', lengthSectors: G / 512, dataBlockSectors: 128, lowWaterMarkBlocks: 100 };
+  await backend.createPool('docker-thinpool', spec);
+  const opts = ['dm.thinpooldev=/dev/mapper/docker-thinpool', ...small];
+  const home = homeDir();
+  let d = await init(home, opts, {}, { backend, workers: false });
+  assert.is(d.deviceSet.poolName, 'docker-thinpool');
+  assert.is((await d.deviceSet.status()).dataLoopback, '');
+  await d.create('t1', '');
+  await d.cleanup();
+  assert.ok(await backend.info('docker-thinpool'), 'an adopted pool stays up at shutdown');
+  d = await init(home, opts, {}, { backend, workers: false });
+  assert.ok(d.exists('t1'));
+  await d.cleanup();
+  await backend.remove('docker-thinpool'); // its owner (LVM) deactivated it
+  const inactive = await initError(home, opts, backend);
+  assert.is(inactive.code, 'ERR_THINPOOL_INIT');
+  assert.match(inactive.message, /is not active; activate it/);
+  assert.is(await backend.info('docker-thinpool'), null, 'not re-created behind its owner\'s back');
+
+  backend.addDisk('/dev/used-meta', 64 * M);
+  backend.addDisk('/dev/used-data', G);
+  await backend.createPool('used-pool', { ...spec, metadataDevice: '/dev/used-meta', dataDevice: '/dev/used-data' });
+  await backend.createThin('used-pool', 0);
+  await backend.setTransactionId('used-pool', 0, 1);
+  const used = await initError(homeDir(), ['dm.thinpooldev=used-pool', ...small], backend);
+  assert.is(used.code, 'ERR_THINPOOL_INIT');
+  assert.match(used.message, /Unable to take ownership of thin-pool \(used-pool\)/);
+});
+
 test.run();
