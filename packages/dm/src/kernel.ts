@@ -170,7 +170,16 @@ export class KernelBackend extends BackendBase {
   async poolMetadata(pool: string): Promise<PoolMetadata> {
     const t = await this.poolTable(pool);
     const meta = /^\d+:\d+$/.test(t.metadataDevice) ? await this.nodeOf(t.metadataDevice) : t.metadataDevice;
-    await this.message(pool, 'reserve_metadata_snap');
+    try {
+      await this.message(pool, 'reserve_metadata_snap');
+    } catch (err) {
+      // EBUSY: a metadata snapshot is already held — one a reader killed between reserve and release left
+      // (dm-thin keeps it until released). Release it and take a fresh one; the reservation is only ever a
+      // reader's (an operator running thin tools on the live pool meanwhile would lose theirs: see README).
+      if (errnoOf(err) !== 'EBUSY') throw err;
+      await this.message(pool, 'release_metadata_snap');
+      await this.message(pool, 'reserve_metadata_snap');
+    }
     try {
       const { stdout } = await runTool('thin_dump', ['--metadata-snap', '--skip-mappings', meta]);
       return parseThinDump(stdout);

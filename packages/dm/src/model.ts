@@ -637,6 +637,8 @@ export class ModelBackend extends BackendBase {
     const d = this.dmOf(pool, 'DM_TABLE_STATUS');
     const t = d.live?.target;
     if (!t || t.kind !== 'pool') throw new ThinjournalError('ERR_DM_STATUS', `${pool} is not a single thin-pool target`, { device: pool });
+    // As KernelBackend, which reads through a metadata snapshot: a stale reservation is released, none is left.
+    t.meta.heldRoot = null;
     return { transactionId: t.meta.transactionId, ids: [...t.meta.thins.keys()].sort((a, b) => a - b) };
   }
   async readMetadata(metadataDevice: string): Promise<PoolMetadata> {

@@ -345,6 +345,19 @@ export function defineConformance(test: Test, makeHarness: HarnessFactory): void
     assert.is(await b.info(thin), null);
   });
 
+  add('poolMetadata through a stale metadata snapshot (a reader killed between reserve and release)', async (h) => {
+    const b = h.backend;
+    const f = await makePool(h);
+    await b.createThin(f.pool, 0);
+    await b.setTransactionId(f.pool, 0, 3);
+    await b.message(f.pool, 'reserve_metadata_snap'); // left held, as by a killed reader
+    const held = await b.poolStatusOk(f.pool);
+    assert.ok(held.heldMetadataRoot !== null, 'a snapshot is held');
+    await rejects(b.message(f.pool, 'reserve_metadata_snap'), 'ERR_KERNEL', 'EBUSY');
+    assert.equal(await b.poolMetadata(f.pool), { transactionId: 3, ids: [0] });
+    assert.is((await b.poolStatusOk(f.pool)).heldMetadataRoot, null, 'no reservation left behind');
+  });
+
   add('pool metadata persists across pool re-creation on the same metadata device', async (h) => {
     const b = h.backend;
     const f = await makePool(h);
