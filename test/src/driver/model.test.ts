@@ -148,4 +148,28 @@ test('model: dm.thinpooldev — an existing empty pool is adopted and kept at sh
   assert.match(used.message, /Unable to take ownership of thin-pool \(used-pool\)/);
 });
 
+test('model: the deferred-work timer finishes a deferred deletion by itself once the device is released', async () => {
+  const backend = new ModelBackend();
+  const home = homeDir();
+  const d = await init(home, [...OPTIONS, 'dm.use_deferred_removal=true', 'dm.use_deferred_deletion=true'], {}, { backend, deferredRetryMs: 20, deferredRetryMaxMs: 80 });
+  try {
+    await d.create('w', '');
+    await d.get('w');
+    const release = backend.hold(backend.devicePath(d.deviceSet.deviceInfo('w')!.dmName!));
+    await d.put('w');
+    await d.remove('w');
+    assert.ok(d.deviceSet.deviceInfo('w')!.deletionDeferred);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.ok(d.deviceSet.deviceInfo('w'), 'kept while open, the timer retrying');
+    release();
+    const deadline = Date.now() + 5000;
+    while (d.deviceSet.deviceInfo('w') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.is(d.deviceSet.deviceInfo('w'), undefined, 'deleted by the worker');
+    const types = (await d.deviceSet.journalHandle.read()).filter((r) => r.actor === 'thinjournal-driver' && r.reason === 'deferred deletion retry').map((r) => r.type);
+    assert.ok(types.includes('DeviceDeleted'), types.join(' '));
+  } finally {
+    await d.cleanup();
+  }
+});
+
 test.run();
