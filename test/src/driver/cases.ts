@@ -22,6 +22,8 @@ export interface DriverHarness {
   readonly options: readonly string[];
   /** Holds a block device open as another process would; resolves to the release function. */
   hold(devicePath: string): Promise<() => Promise<void>>;
+  /** Binds `n` scratch files to loop devices (taking the lowest free numbers, as after a reboot other devices may); resolves to their release. */
+  occupyLoops(n: number): Promise<() => Promise<void>>;
   /** Why XFS cannot be tested here, or null. */
   readonly noXfs: string | null;
   /** XFS's ENOSPC max_retries for the XFS mounted from `devicePath`, as the kernel (or the model) has it. */
@@ -477,10 +479,22 @@ export function defineDriverSuite(test: Test, factory: DriverHarnessFactory): vo
     try {
       await d.create('keep', '');
       const uuid = d.deviceSet.baseDeviceUuid;
-      await d.cleanup();
-      d = await init(home, h.options, {}, { backend: h.backend, workers: false });
+      const before = await d.deviceSet.status();
+      await d.cleanup(); // pool removed, loops detached: what a reboot leaves
+      const release = await h.occupyLoops(2); // the old loop numbers are someone else's now
+      try {
+        d = await init(home, h.options, {}, { backend: h.backend, workers: false });
+      } finally {
+        await release();
+      }
       assert.ok(d.exists('keep'));
       assert.is(d.deviceSet.baseDeviceUuid, uuid);
+      const now = await d.deviceSet.status();
+      assert.is.not(now.dataFile, before.dataFile, 'the data file came back on another loop device');
+      const attached = (await records(d.deviceSet)).filter((r) => r.type === 'PoolDevicesAttached');
+      assert.is(attached.length, 1);
+      assert.equal(attached[0]!.body, { dataDevice: now.dataFile, metadataDevice: now.metadataFile, dataFile: now.dataLoopback, metadataFile: now.metadataLoopback });
+      assert.ok(await h.backend.info(now.poolName), 'the pool was rebuilt on the new loop devices');
       const mp = await d.get('keep');
       assert.ok(mp.endsWith('/mnt/keep/rootfs'));
       await d.put('keep');

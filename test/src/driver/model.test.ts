@@ -16,6 +16,15 @@ function harness(backend = new ModelBackend()): DriverHarness {
     backend,
     options: OPTIONS,
     noXfs: null,
+    async occupyLoops(n) {
+      const loops: string[] = [];
+      for (let i = 0; i < n; i++) {
+        const f = `/model/scratch/${Math.random().toString(36).slice(2)}`;
+        backend.addFile(f, 2 ** 20);
+        loops.push(await backend.attachLoop(f));
+      }
+      return async () => { for (const l of loops) await backend.detachLoop(l); };
+    },
     async hold(devicePath) {
       const release = backend.hold(devicePath);
       return async () => release();

@@ -46,6 +46,20 @@ function harness(): DriverHarness {
     backend: b,
     options: OPTIONS,
     noXfs,
+    async occupyLoops(n) {
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'tjl-'));
+      const loops: string[] = [];
+      for (let i = 0; i < n; i++) {
+        const f = path.join(dir, `f${i}`);
+        await writeFile(f, '');
+        await truncate(f, 2 ** 20);
+        loops.push(await b.attachLoop(f));
+      }
+      return async () => {
+        for (const l of loops) await b.detachLoop(l).catch(() => {});
+        await rm(dir, { recursive: true, force: true });
+      };
+    },
     async hold(devicePath) {
       const fh = await open(devicePath, 'r');
       return async () => fh.close();
