@@ -403,7 +403,12 @@ export class Engine {
       const md = poolActive ? await this.backend.poolMetadata(pool.poolName) : await this.backend.readMetadata(pool.metadataDevice);
       transactionId = md.transactionId;
       thinIds = md.ids;
-    } catch {
+    } catch (err) {
+      // A missing tool is not a pool whose metadata cannot be read: say what to install instead of reporting drift.
+      const cause = (err as { cause?: { code?: unknown } }).cause;
+      if ((err as { code?: string }).code === 'ERR_FS_TOOL' && cause?.code === 'ENOENT') {
+        throw new ThinjournalError('ERR_FS_TOOL', `${(err as { tool?: string }).tool ?? 'thin_dump'} is not installed: recovery reads the pool's thin ids with thin-provisioning-tools (Debian/Ubuntu: apt install thin-provisioning-tools)`, { cause: err });
+      }
       transactionId = null;
     }
     const devices: string[] = [];
