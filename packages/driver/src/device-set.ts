@@ -22,7 +22,7 @@ import { Observable, distinctUntilChanged, exhaustMap, from, interval, map, merg
 import { ThinjournalError, type JournalRecord } from '@thinjournal/spec';
 import { Journal } from '@thinjournal/journal';
 import {
-  BASE_HASH, checkHash, deferredDeletionOrder, hasDevice, joinMountOptions, listDevices, parseOptions, effectiveOptions,
+  BASE_HASH, checkHash, decide, evolve, deferredDeletionOrder, hasDevice, joinMountOptions, listDevices, parseOptions, effectiveOptions,
   type Command, type Device, type DmOptions, type OptionsEnv, type PoolUsage, type State,
 } from '@thinjournal/model';
 import { KernelBackend, type Backend, type FsType } from '@thinjournal/dm';
@@ -104,6 +104,8 @@ export class DeviceSet {
   private engine!: Engine;
   private journal!: Journal;
   private closed = false;
+  /** shutdown/close has begun: new calls are refused (operations already in the Engine's queue finish first). */
+  private closing = false;
   private readonly actor: string;
   private readonly logger: (level: number, message: string) => void;
   private readonly retry = new Map<string, { due: number; delay: number }>();
@@ -188,6 +190,10 @@ export class DeviceSet {
   get poolName(): string {
     return this.state.pool?.poolName ?? '';
   }
+  /** Device names are `<devicePrefix>-<hash>` (`-base` for the base image). */
+  get devicePrefix(): string {
+    return this.state.pool?.devicePrefix ?? '';
+  }
   /** The pool's data block size in bytes (an adopted dm.thinpooldev pool's own, not dm.blocksize). */
   get poolBlockSize(): number {
     return this.state.pool?.blockSize ?? this.options.blockSize;
@@ -217,13 +223,8 @@ export class DeviceSet {
     }
     if (!this.state.base) {
       await this.exec({ type: 'createBaseImage', size: o.baseSize, fs: o.fs, uuid: randomUUID() }, 'base image (dm.basesize, dm.fs)');
-    } else if (this.recovery?.plan.steps.some((st) => st.kind === 'createPool')) {
-      // The pool's table was (re)built on its devices by this start (after a reboot or a shutdown): check that
-      // they hold the pool the journal describes. A pool that stayed up since the last start was checked then,
-      // and checking costs two journal records (the base image is activated for the read).
+    } else {
       await this.verifyBaseDevice();
-    } else if (this.options.baseSizeGiven && this.options.baseSize > (this.state.devices.get(BASE_HASH)?.size ?? 0)) {
-      await this.growBase(this.options.baseSize);
     }
   }
 
@@ -283,7 +284,10 @@ export class DeviceSet {
     if (o.loopback) {
       const { data, metadata } = await this.attachLoopFiles(true);
       // A metadata file that already holds a pool belongs to a journal we do not have: never format over it.
-      const held = await this.backend.readMetadata(metadata).then((m) => m, () => null);
+      // Except an empty one (transaction 0, no thin device): an init of ours that a crash cut short between
+      // formatting the pool and journaling PoolInitialised — nothing in it to lose; the pool is adopted.
+      const poolUp = (await this.backend.info(`${prefix}-pool`))?.activeTable === true;
+      const held = poolUp ? null : await this.backend.readMetadata(metadata).then((m) => (m.transactionId === 0 && m.ids.length === 0 ? null : m), () => null);
       if (held) {
         throw new ThinpoolInitError(`${this.layout.metadataFile} holds a thin pool (transaction ${held.transactionId}, ${held.ids.length} devices) that this home's journal does not know; move it away, or rebuild the journal's pool with \`thinjournal replay\``);
       }
@@ -312,7 +316,8 @@ export class DeviceSet {
     }
     const dataDevice = o.dataDevice!;
     const metadataDevice = o.metadataDevice!;
-    const held = await this.backend.readMetadata(metadataDevice).then((m) => m, () => null);
+    const poolUp = (await this.backend.info(`${prefix}-pool`))?.activeTable === true;
+    const held = poolUp ? null : await this.backend.readMetadata(metadataDevice).then((m) => (m.transactionId === 0 && m.ids.length === 0 ? null : m), () => null);
     if (held) throw new ThinpoolInitError(`dm.metadatadev=${metadataDevice} holds a thin pool this journal does not know; refusing to format it`, { option: 'dm.metadatadev' });
     await this.exec({
       type: 'initPool', poolName: `${prefix}-pool`, devicePrefix: prefix, dataDevice, metadataDevice, loopback: false,
@@ -325,24 +330,61 @@ export class DeviceSet {
    * Docker's verifyBaseDeviceUUIDFS: the base image's filesystem must still carry the UUID and type the
    * journal recorded (a different one means another pool or a re-made base: refuse). Then dm.basesize growth.
    */
+  /**
+   * Read-only dm name for the base image check. Device names are `<prefix>-<hash>`, so `<prefix>:verify` can
+   * never be one of them. It is not journaled: it exists only inside verifyBaseDevice, and one a crash left
+   * behind is removed at the next start (the name is reserved for exactly this).
+   */
+  private get verifyName(): string {
+    return `${this.state.pool!.devicePrefix}:verify`;
+  }
+
+  /**
+   * Docker's verifyBaseDeviceUUIDFS, at every start: the base image's filesystem must still carry the UUID and
+   * type the journal recorded (another one means another pool, or a base re-made behind the journal's back:
+   * refuse). The base is read through a read-only activation of its thin id, so the check costs no journal
+   * records. Then a base growth a crash interrupted is finished, and dm.basesize growth done.
+   */
   private async verifyBaseDevice(): Promise<void> {
     const base = this.state.base!;
-    await this.withActive(BASE_HASH, 'verify the base image', async (dev) => {
+    const baseDev = this.state.devices.get(BASE_HASH)!;
+    const name = this.verifyName;
+    if (await this.backend.info(name)) await this.backend.remove(name);
+    await this.backend.activateThin(name, { poolDevice: this.backend.devicePath(this.poolName), id: baseDev.deviceId, lengthSectors: Math.floor(baseDev.size / SECTOR) }, { readOnly: true });
+    try {
+      const dev = this.backend.devicePath(name);
       const fs = await this.backend.probeFsType(dev).catch((err) => { throw new ThinpoolInitError(`the base image holds no filesystem (the journal says ${base.fs}, UUID ${base.uuid})`, { cause: err }); });
       if (fs !== base.fs) throw new ThinpoolInitError(`the base image's filesystem is ${fs}; the journal says ${base.fs}`);
       const uuid = await this.backend.fsUuid(dev);
       if (uuid !== base.uuid) throw new ThinpoolInitError(`the base image's UUID is ${uuid}; the journal says ${base.uuid}: this is not the pool this journal describes`);
-    });
-    const d = this.state.devices.get(BASE_HASH)!;
-    if (this.options.baseSizeGiven && this.options.baseSize > d.size) await this.growBase(this.options.baseSize);
+    } finally {
+      await this.backend.remove(name);
+    }
+    if (baseDev.mounts.some((m) => m.path === this.growMountPoint)) await this.finishGrowBase();
+    if (this.options.baseSizeGiven && this.options.baseSize > this.state.devices.get(BASE_HASH)!.size) await this.growBase(this.options.baseSize);
   }
 
-  /** Docker's checkGrowBaseDeviceFS: the thin device grows (table reload), then its filesystem, mounted. */
+  /** Where the base image is mounted while its filesystem grows: inside home, outside mnt/ (no layer id can name it). */
+  private get growMountPoint(): string {
+    return `${this.root}/base-grow`;
+  }
+
+  /**
+   * Docker's checkGrowBaseDeviceFS. Crash-safe by order: the base is mounted first (journaled), then the thin
+   * device grows (DeviceResized, table reload), then the filesystem (resize2fs / xfs_growfs: a no-op when
+   * there is nothing to grow), then it is unmounted. A start that finds the base still mounted at the grow
+   * mount point (recovery re-mounted it) finishes the job: grow, unmount; then compares sizes again.
+   */
   private async growBase(size: number): Promise<void> {
-    await this.exec({ type: 'resizeDevice', hash: BASE_HASH, size }, 'dm.basesize grew');
-    const mp = `${this.layout.mnt}/.base-grow`;
+    const mp = this.growMountPoint;
     ensureDir(this.backend, mp);
     await this.exec({ type: 'mountDevice', hash: BASE_HASH, path: mp, options: this.mountOptions('') }, 'grow the base filesystem');
+    await this.exec({ type: 'resizeDevice', hash: BASE_HASH, size }, 'dm.basesize grew');
+    await this.finishGrowBase();
+  }
+
+  private async finishGrowBase(): Promise<void> {
+    const mp = this.growMountPoint;
     try {
       const name = this.state.devices.get(BASE_HASH)!.dmName!;
       await this.backend.growFs(this.backend.devicePath(name), mp, this.state.base!.fs as FsType);
@@ -366,7 +408,7 @@ export class DeviceSet {
   // ---- the seed's methods -----------------------------------------------------------------------------------
 
   private live(): void {
-    if (this.closed) throw driverClosed();
+    if (this.closed || this.closing) throw driverClosed();
   }
 
   private exec(command: Command, reason?: string): Promise<JournalRecord[]> {
@@ -415,7 +457,13 @@ export class DeviceSet {
     checkHash(hash, { allowBase: true });
     let d = this.state.devices.get(hash);
     if (!d) throw new ThinjournalError('ERR_DEVICE_NOT_FOUND', `unknown device ${JSON.stringify(hash)}`, { hash });
-    if (this.options.blkDiscard && !d.deletionDeferred && d.mounts.length === 0 && !d.removalDeferred && (this.state.childCounts.get(hash) ?? 0) === 0) {
+    this.precheckDelete(d, syncDelete);
+    if (d.removalDeferred && d.dmName && !(await this.backend.info(d.dmName))) {
+      // The kernel finished the deferred removal (last close): record it, then the device is not busy.
+      await this.exec({ type: 'deactivateDevice', hash, openCount: 0 }, 'deferred removal completed');
+      d = this.state.devices.get(hash)!;
+    }
+    if (this.options.blkDiscard && !d.deletionDeferred && d.mounts.length === 0 && !d.removalDeferred) {
       await this.discard(d);
       d = this.state.devices.get(hash)!;
     }
@@ -429,6 +477,23 @@ export class DeviceSet {
     const { openCount } = await this.observe(now);
     await this.exec({ type: 'deleteDevice', hash, syncDelete, busy: openCount > 0, deferredDeletion: this.options.useDeferredDeletion });
     if (this.state.devices.get(hash)?.deletionDeferred) this.kickWorker();
+  }
+
+  /**
+   * The refusals of a delete that do not depend on the device being busy (the base image, snapshots of it,
+   * a mount, the pending transaction), decided before anything is done: the pure decide on the state as it
+   * will be once the device is deactivated. Nothing is discarded or deactivated for a delete that is refused.
+   */
+  private precheckDelete(d: Device, syncDelete: boolean): void {
+    let s = this.state;
+    if (d.active && d.mounts.length === 0) {
+      try {
+        s = evolve(s, { type: 'DeviceDeactivated', txId: s.txId, body: { hash: d.hash, deferred: false } });
+      } catch {
+        s = this.state; // e.g. part of the pending transaction: decide on the state as it is says so
+      }
+    }
+    decide(s, { type: 'deleteDevice', hash: d.hash, syncDelete, busy: false, deferredDeletion: this.options.useDeferredDeletion });
   }
 
   /**
@@ -450,10 +515,21 @@ export class DeviceSet {
   async mountDevice(hash: string, mountPath: string, mountLabel = ''): Promise<void> {
     this.live();
     checkHash(hash, { allowBase: true });
-    const p = checkInside(this.root, mountPath, 'mount path');
+    // Mount points live under <home>/mnt: never over the journal or the loop files.
+    const p = checkInside(this.layout.mnt, mountPath, 'mount path');
     this.device(hash);
+    const options = this.mountOptions(mountLabel);
+    for (const other of this.state.devices.values()) {
+      if (other.hash !== hash && other.mounts.some((m) => m.path === p)) {
+        throw new ThinjournalError('ERR_DEVICE_BUSY', `${p} is the mount point of device ${JSON.stringify(other.hash)}`, { hash, path: p });
+      }
+    }
+    const mine = this.state.devices.get(hash)!.mounts.some((m) => m.path === p);
+    if (!mine && (await this.backend.mounted(p))) {
+      throw new ThinjournalError('ERR_DEVICE_BUSY', `something the journal does not know is mounted at ${p}`, { hash, path: p });
+    }
     ensureDir(this.backend, p);
-    await this.exec({ type: 'mountDevice', hash, path: p, options: this.mountOptions(mountLabel) });
+    await this.exec({ type: 'mountDevice', hash, path: p, options });
     const retries = this.options.xfsNospaceMaxRetries;
     if (retries !== null && this.state.base?.fs === 'xfs') {
       // Docker's xfsSetNospaceRetries: a mount whose limit cannot be set is undone and the error returned.
@@ -497,6 +573,7 @@ export class DeviceSet {
     const p = this.state.pool!;
     if (typeof size !== 'number' || !Number.isSafeInteger(size) || size <= 0) throw new ThinjournalError('ERR_BAD_SIZE', `pool size ${String(size)} is not a positive safe integer`, { value: size });
     if (size < p.dataSize) throw new ThinjournalError('ERR_BAD_SIZE', `pool size ${size} is smaller than the current ${p.dataSize} (a pool only grows)`, { value: size });
+    if (decide(this.state, { type: 'resizePool', dataSize: size }).length === 0) return; // refusals throw here, before any file grows
     if (p.loopback) {
       // Docker's ResizePool on loopback: the data file grows, the loop device takes the new size, then the
       // pool's table is reloaded (the Engine's resizePool transaction). A file grown for a resize that then
@@ -655,8 +732,12 @@ export class DeviceSet {
       const max = this.opts.deferredRetryMaxMs ?? 60_000;
       for (const d of [...this.state.devices.values()].filter((x) => x.removalDeferred)) {
         if (this.closed) return null;
-        const info = d.dmName ? await this.backend.info(d.dmName) : null;
-        if (!info) await this.exec({ type: 'deactivateDevice', hash: d.hash, openCount: 0 }, 'deferred removal completed');
+        try {
+          const info = d.dmName ? await this.backend.info(d.dmName) : null;
+          if (!info) await this.exec({ type: 'deactivateDevice', hash: d.hash, openCount: 0 }, 'deferred removal completed');
+        } catch (err) {
+          this.dmLog(3, `recording the deferred removal of ${JSON.stringify(d.hash)}: ${(err as Error).message}`); // the next pass retries
+        }
       }
       let next: number | null = null;
       for (const hash of deferredDeletionOrder(this.state)) {
@@ -666,14 +747,14 @@ export class DeviceSet {
           next = Math.min(next ?? Infinity, r.due - now);
           continue;
         }
-        const d = this.state.devices.get(hash)!;
-        if (d.active && !d.mounts.length && !d.removalDeferred) {
-          const { openCount } = await this.observe(d);
-          if (openCount === 0) await this.exec({ type: 'deactivateDevice', hash, openCount: 0 }, 'deferred deletion');
-        }
-        const cur = this.state.devices.get(hash)!;
-        const { openCount } = await this.observe(cur);
         try {
+          const d = this.state.devices.get(hash)!;
+          if (d.active && !d.mounts.length && !d.removalDeferred) {
+            const { openCount } = await this.observe(d);
+            if (openCount === 0) await this.exec({ type: 'deactivateDevice', hash, openCount: 0 }, 'deferred deletion');
+          }
+          const cur = this.state.devices.get(hash)!;
+          const { openCount } = await this.observe(cur);
           await this.exec({ type: 'retryDeferredDeletion', hash, busy: openCount > 0 }, 'deferred deletion retry');
         } catch (err) {
           this.dmLog(3, `deferred deletion of ${JSON.stringify(hash)}: ${(err as Error).message}`);
@@ -700,7 +781,8 @@ export class DeviceSet {
    * the journal says. Deferred work left waiting is picked up by the next open's worker.
    */
   async close(): Promise<void> {
-    if (this.closed) return;
+    if (this.closed || this.closing) return;
+    this.closing = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     if (this.workerRun) await this.workerRun;
@@ -714,7 +796,8 @@ export class DeviceSet {
    * closes the journal. Every step is journaled, so the next open finds the kernel as the journal says.
    */
   async shutdown(): Promise<void> {
-    if (this.closed) return;
+    if (this.closed || this.closing) return;
+    this.closing = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     if (this.workerRun) await this.workerRun;

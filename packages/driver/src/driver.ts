@@ -60,14 +60,20 @@ export class Driver {
     const uid = rootOf(idMaps.uidMaps, 'uidMaps');
     const gid = rootOf(idMaps.gidMaps, 'gidMaps');
     const ds = await DeviceSet.open(home, options, opts);
-    return new Driver(ds.root, ds, uid, gid);
+    const d = new Driver(ds.root, ds, uid, gid);
+    // Layers the journal has mounted at their mount point (recovery re-mounted them after a crash) hold one
+    // reference, as Docker's RefCounter counts a mount it finds: the next put unmounts them.
+    for (const id of ds.list()) {
+      if (id !== BASE_HASH && ds.deviceInfo(id)!.mounts.some((m) => m.path === d.mountPoint(id))) d.refs.set(id, 1);
+    }
+    return d;
   }
 
   toString(): string {
     return 'devicemapper';
   }
 
-  private mountPoint(id: string): string {
+  mountPoint(id: string): string {
     return path.join(this.deviceSet.layout.mnt, id);
   }
 
@@ -119,16 +125,22 @@ export class Driver {
       ensureDir(this.deviceSet.backend, mp);
       if (this.rootUid !== 0 || this.rootGid !== 0) chownSync(mp, this.rootUid, this.rootGid);
       await this.deviceSet.mountDevice(id, mp, mountLabel);
-      this.refs.set(id, 1);
-      if (this.deviceSet.backend.kind === 'kernel') {
-        // Docker: the layer's rootfs directory and an "id" file, made on first mount (in the layer's own fs).
-        if (!existsSync(rootfs)) {
-          mkdirSync(rootfs, { mode: 0o755 });
-          if (this.rootUid !== 0 || this.rootGid !== 0) chownSync(rootfs, this.rootUid, this.rootGid);
+      try {
+        if (this.deviceSet.backend.kind === 'kernel') {
+          // Docker: the layer's rootfs directory and an "id" file, made on first mount (in the layer's own fs).
+          if (!existsSync(rootfs)) {
+            mkdirSync(rootfs, { mode: 0o755 });
+            if (this.rootUid !== 0 || this.rootGid !== 0) chownSync(rootfs, this.rootUid, this.rootGid);
+          }
+          const idFile = path.join(mp, 'id');
+          if (!existsSync(idFile)) writeFileSync(idFile, id, { mode: 0o600 });
         }
-        const idFile = path.join(mp, 'id');
-        if (!existsSync(idFile)) writeFileSync(idFile, id, { mode: 0o600 });
+      } catch (err) {
+        // Docker: a get that fails after mounting unmounts again; no reference is taken.
+        await this.deviceSet.unmountDevice(id, mp).catch(() => {});
+        throw err;
       }
+      this.refs.set(id, 1);
       return rootfs;
     });
   }
@@ -170,7 +182,7 @@ export class Driver {
     this.checkId(id);
     const d = this.deviceSet.deviceInfo(id);
     if (!d || d.deletionDeferred) throw new ThinjournalError('ERR_DEVICE_NOT_FOUND', `unknown layer ${JSON.stringify(id)}`, { hash: id });
-    return { DeviceId: String(d.deviceId), DeviceSize: String(d.size), DeviceName: `${this.deviceSet.poolName.replace(/-pool$/, '')}-${id}` };
+    return { DeviceId: String(d.deviceId), DeviceSize: String(d.size), DeviceName: `${this.deviceSet.devicePrefix}-${id}` };
   }
 
   /** Closes without touching the kernel (layers stay mounted; see DeviceSet.close). References are dropped. */

@@ -188,7 +188,24 @@ export function defineDriverSuite(test: Test, factory: DriverHarnessFactory): vo
     await expectCode(() => ds.deleteDevice('nope'), 'ERR_DEVICE_NOT_FOUND', 'delete unknown');
     await expectCode(() => ds.getDeviceStatus('nope'), 'ERR_DEVICE_NOT_FOUND', 'status unknown');
     await expectCode(() => ds.createBaseImage(), 'ERR_DEVICE_EXISTS', 'second base image');
-    assert.is(await snapshot(h, d), before, 'nothing changed');
+    // refused deletes touch nothing — no discard (dm.blkdiscard is on for loopback), no (de)activation
+    await expectCode(() => ds.deleteDevice(''), 'ERR_DEVICE_BUSY', 'delete the base image');
+    await d.create('child', 'ok');
+    const withChild = await snapshot(h, d);
+    await expectCode(() => ds.deleteDevice('ok'), 'ERR_DEVICE_BUSY', 'delete a parent');
+    assert.is(await snapshot(h, d), withChild, 'nothing changed by refused deletes');
+    // mount points: only under <home>/mnt, one device per mount point
+    for (const p of [path.join(home, 'journal'), path.join(home, 'devicemapper'), path.join(home, 'elsewhere')]) {
+      await expectCode(() => ds.mountDevice('ok', p), 'ERR_BAD_PATH', `mount at ${p}`);
+    }
+    const shared = path.join(home, 'mnt', 'shared');
+    await ds.mountDevice('ok', shared);
+    await expectCode(() => ds.mountDevice('child', shared), 'ERR_DEVICE_BUSY', 'second device on one mount point');
+    await ds.unmountDevice('ok', shared);
+    await d.remove('child');
+    const { head: _h1, ...was } = JSON.parse(before) as Record<string, unknown>;
+    const { head: _h2, ...now } = JSON.parse(await snapshot(h, d)) as Record<string, unknown>;
+    assert.equal(now, was, 'devices, mounts and dm devices back where they were');
     assert.not.ok(existsSync(path.join(home, 'escape')));
   });
 
@@ -420,6 +437,22 @@ export function defineDriverSuite(test: Test, factory: DriverHarnessFactory): vo
     await d.put('x1');
   };
 
+  withDriver('a delete after the kernel finished a deferred removal goes through (deferred deletion off)', async (h, d) => {
+    const ds = d.deviceSet;
+    await d.create('gone', '');
+    await d.get('gone');
+    const name = ds.deviceInfo('gone')!.dmName!;
+    const release = await h.hold(h.backend.devicePath(name));
+    await d.put('gone');
+    assert.ok(ds.deviceInfo('gone')!.removalDeferred);
+    await release();
+    const deadline = Date.now() + 10_000; // the kernel removes it from a work item after the last close
+    while ((await h.backend.info(name)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await d.remove('gone');
+    assert.not.ok(d.exists('gone'));
+    assert.is(ds.deviceInfo('gone'), undefined, 'deleted, not deferred');
+  }, { options: ['dm.use_deferred_removal=true', 'dm.use_deferred_deletion=false'] });
+
   withDriver('without deferred deletion a busy delete is ERR_DEVICE_BUSY and changes nothing', async (h, d) => {
     const ds = d.deviceSet;
     await ds.addDevice('held', '');
@@ -514,6 +547,9 @@ export function defineDriverSuite(test: Test, factory: DriverHarnessFactory): vo
       const err = await expectCode(init(home, h.options, {}, { backend: h.backend, workers: false }), 'ERR_THINPOOL_INIT', 'base uuid');
       assert.ok(err instanceof ThinpoolInitError);
       assert.match(err.message, /UUID/);
+      // retrying does not get past the check (the pool that failed open left up is checked again)
+      const again = await expectCode(init(home, h.options, {}, { backend: h.backend, workers: false }), 'ERR_THINPOOL_INIT', 'base uuid, retried');
+      assert.match(again.message, /UUID/);
     } finally {
       await d.cleanup().catch(() => {});
       await h.cleanup(home);

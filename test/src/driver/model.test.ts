@@ -5,7 +5,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ModelBackend } from '../../../packages/dm/dist/src/index.js';
-import { init, probeFsType, mounted } from '../../../packages/driver/dist/src/index.js';
+import { init, probeFsType, mounted, layoutOf, devicePrefixFor } from '../../../packages/driver/dist/src/index.js';
+import { ensureDir, ensureSparseFile } from '../../../packages/driver/dist/src/layout.js';
+import { poolTableSpec } from '../../../packages/reconciler/dist/src/index.js';
 import { defineDriverSuite, type DriverHarness } from './cases.js';
 
 export const OPTIONS = ['dm.loopdatasize=256M', 'dm.loopmetadatasize=16M', 'dm.basesize=64M', 'dm.fs=ext4'];
@@ -58,7 +60,11 @@ test('model: a machine crash while a layer is mounted — restart recovers the p
   // The loop files came back on loop devices; if the numbers changed the journal says so.
   const now = (await d2.deviceSet.status()).dataFile;
   if (now !== data) assert.ok(types.includes('PoolDevicesAttached'));
+  // the layer recovery re-mounted holds one reference (Docker's RefCounter counts a mount it finds)
+  assert.is(d2.references('app'), 1);
   assert.is(await d2.get('app'), rootfs);
+  await d2.put('app');
+  assert.ok(await backend.mounted(mp), 'one reference left');
   await d2.put('app');
   assert.not.ok(await backend.mounted(mp));
   await d2.cleanup();
@@ -155,6 +161,59 @@ test('model: dm.thinpooldev — an existing empty pool is adopted and kept at sh
   const used = await initError(homeDir(), ['dm.thinpooldev=used-pool', ...small], backend);
   assert.is(used.code, 'ERR_THINPOOL_INIT');
   assert.match(used.message, /Unable to take ownership of thin-pool \(used-pool\)/);
+});
+
+test('model: a crash between formatting the pool and journaling it — the next start adopts the empty pool', async () => {
+  for (const machine of [false, true]) {
+    // What a start killed inside initPool leaves: the loop files, the pool formatted on them (dm-thin wrote
+    // its empty metadata), no journal record (PoolInitialised is journaled after the kernel step).
+    const backend = new ModelBackend();
+    const home = homeDir();
+    const L = layoutOf(home);
+    ensureDir(backend, home);
+    ensureDir(backend, L.devicemapper);
+    ensureSparseFile(backend, L.dataFile, 256 * M);
+    ensureSparseFile(backend, L.metadataFile, 16 * M);
+    const data = await backend.attachLoop(L.dataFile);
+    const meta = await backend.attachLoop(L.metadataFile);
+    await backend.zeroRange(meta, 0, 4096);
+    await backend.createPool(`${devicePrefixFor(home)}-pool`, poolTableSpec({ dataDevice: data, metadataDevice: meta, dataSize: 256 * M, blockSize: 65536 }));
+    if (machine) backend.crash();
+    const d = await init(home, OPTIONS, {}, { backend, workers: false });
+    assert.is(d.deviceSet.transactionId, 1, `pool adopted, base image created (${machine ? 'machine' : 'process'} crash)`);
+    assert.ok(d.exists(''));
+    await d.cleanup();
+  }
+});
+
+test('model: a crash while the base image grows (dm.basesize raised) — the next start finishes the growth', async () => {
+  for (const machine of [false, true]) {
+    const backend = new ModelBackend();
+    const home = homeDir();
+    let d = await init(home, OPTIONS, {}, { backend, workers: false });
+    await d.cleanup();
+    const bigger = [...OPTIONS.filter((o) => !o.startsWith('dm.basesize')), 'dm.basesize=128M'];
+    // the start that grows it stops right after the thin device grew (mounted at the grow point, fs not grown)
+    const stop = (p: string, c: { type: string }) => { if (c.type === 'resizeDevice' && p === 'after-event-1') throw new Error('killed'); };
+    try {
+      await init(home, bigger, {}, { backend, workers: false, onPoint: stop });
+      assert.unreachable('not stopped');
+    } catch (err) {
+      assert.match((err as Error).message, /killed/);
+    }
+    if (machine) backend.crash();
+    d = await init(home, bigger, {}, { backend, workers: false });
+    const base = d.deviceSet.deviceInfo('')!;
+    assert.is(base.size, 128 * M);
+    assert.equal(base.mounts, [], 'the grow mount point is unmounted');
+    assert.is(base.active, false);
+    const recs = await d.deviceSet.journalHandle.read();
+    assert.is(recs.filter((r) => r.type === 'DeviceResized').length, 1, 'grown once');
+    assert.is(recs.filter((r) => r.type === 'DeviceUnmounted' && r.reason === 'grow the base filesystem').length, 1);
+    await d.create('after-grow', '');
+    assert.is(d.getMetadata('after-grow').DeviceSize, String(128 * M));
+    await d.cleanup();
+  }
 });
 
 test('model: the deferred-work timer finishes a deferred deletion by itself once the device is released', async () => {
