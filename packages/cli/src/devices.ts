@@ -15,7 +15,7 @@ import { existsSync, rmdirSync } from 'node:fs';
 import path from 'node:path';
 import { ThinjournalError } from '@thinjournal/spec';
 import { Journal } from '@thinjournal/journal';
-import { BASE_HASH, OPTION_NAMES, checkHash, type State } from '@thinjournal/model';
+import { BASE_HASH, OPTION_NAMES, checkHash, recordedTexts, type State } from '@thinjournal/model';
 import { loadState } from '@thinjournal/reconciler';
 import type { Backend } from '@thinjournal/dm';
 import { init, statusPairs, type Driver, type Status } from '@thinjournal/driver';
@@ -52,10 +52,7 @@ export function optionsFromRecorded(recorded: Readonly<Record<string, string>>, 
   for (const key of keys) {
     const text = recorded[key]!;
     if (REPEATABLE.has(key)) {
-      let list: unknown;
-      try { list = JSON.parse(text); } catch { list = [text]; }
-      const texts = Array.isArray(list) ? list.map(String) : [text];
-      for (const t of texts) if (t.trim() !== '') out.push(`${key}=${t}`);
+      for (const t of recordedTexts(text)) if (t.trim() !== '') out.push(`${key}=${t}`);
       continue;
     }
     if (text.trim() === '') continue;

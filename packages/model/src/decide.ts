@@ -30,7 +30,7 @@ import {
   MAX_DEVICE_ID, BASE_HASH, checkHash, checkDmName, checkMountPath, checkMountOptions, checkUuid, checkSize,
   checkBlockSize, checkUint, checkDeviceText, show,
 } from './validate.js';
-import { DEFAULTS, joinMountOptions } from './options.js';
+import { DEFAULTS, joinMountOptions, recordedTexts } from './options.js';
 
 /** Pool usage as the kernel reports it (thin-pool status): used/total data and metadata blocks. */
 export interface PoolUsage {
@@ -302,10 +302,7 @@ export function decide(state: State, command: Command): readonly JournalEvent[] 
         // Docker's MountDevice: XFS snapshots share their origin's UUID, so they mount with nouuid.
         const fs = s.base?.fs;
         const extra = s.pool!.options['dm.mountopt'];
-        let configured = '';
-        if (extra !== undefined) {
-          try { configured = (JSON.parse(extra) as string[]).reduce(joinMountOptions, ''); } catch { configured = extra; }
-        }
+        const configured = extra === undefined ? '' : recordedTexts(extra).reduce(joinMountOptions, '');
         options = joinMountOptions(fs === 'xfs' ? 'nouuid' : '', configured);
       }
       checkMountOptions(options);

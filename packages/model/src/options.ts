@@ -339,6 +339,20 @@ export function parseOptions(options: readonly string[], env: OptionsEnv = {}): 
 }
 
 /**
+ * The texts of a repeatable option (dm.mkfsarg, dm.mountopt) as effectiveOptions records them: a JSON array
+ * of strings. Anything else (a record written by hand, an older form) is one text, as it stands.
+ */
+export function recordedTexts(text: string): string[] {
+  try {
+    const v = JSON.parse(text) as unknown;
+    if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return v as string[];
+  } catch {
+    // not JSON: one text
+  }
+  return [text];
+}
+
+/**
  * The options in force as a journal strmap (PoolInitialised.options): every option, effective value, in a
  * form parseOptions reads back (sizes in bytes, booleans true/false), except repeatable ones, which are JSON
  * arrays of their texts. Unset optional values (thinpooldev, datadev, …) are omitted.

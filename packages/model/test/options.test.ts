@@ -1,7 +1,7 @@
 // Every dm.* option: its default, its valid forms, each invalid form with its message.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { parseOptions, parseSize, effectiveOptions, OPTION_NAMES, DEFAULTS, GIB, MIB, KIB, type DmOptions } from '../src/index.js';
+import { parseOptions, parseSize, effectiveOptions, recordedTexts, OPTION_NAMES, DEFAULTS, GIB, MIB, KIB, type DmOptions } from '../src/index.js';
 
 /** Asserts ERR_BAD_OPTION whose message names the option and quotes the text. */
 function refuses(opts: string[], option: string, text: string, fragment: string, env = {}): void {
@@ -234,6 +234,16 @@ test('every option name is known, and effectiveOptions reads back through parseO
   for (const k of ['baseSize', 'fs', 'minFreeSpacePercent', 'blockSize', 'useDeferredRemoval', 'useDeferredDeletion', 'loopDataSize', 'loopMetadataSize', 'blkDiscard', 'libdmLogLevel'] as const) {
     assert.equal(again[k], o[k], k);
   }
+});
+
+test('recordedTexts reads back the repeatable options effectiveOptions records; other text is one text', () => {
+  const o = parseOptions(['dm.mkfsarg=-O ^has_journal', 'dm.mkfsarg=-E lazy_itable_init=1', 'dm.mountopt=noatime', 'dm.mountopt=discard']);
+  const rec = effectiveOptions(o);
+  assert.equal(recordedTexts(rec['dm.mkfsarg']!), ['-O ^has_journal', '-E lazy_itable_init=1']);
+  assert.equal(recordedTexts(rec['dm.mountopt']!), ['noatime,discard']);
+  assert.equal(recordedTexts(effectiveOptions(parseOptions([]))['dm.mkfsarg']!), []);
+  assert.equal(recordedTexts('nouuid'), ['nouuid']);
+  assert.equal(recordedTexts('[1,2]'), ['[1,2]']);
 });
 
 test.run();

@@ -9,7 +9,7 @@
  */
 import { ThinjournalError, type JournalEvent, type JournalRecord } from '@thinjournal/spec';
 import type { Journal } from '@thinjournal/journal';
-import { Projection, decide, stateHash, toPlain, fromPlain, type Command, type State } from '@thinjournal/model';
+import { Projection, decide, recordedTexts, stateHash, toPlain, fromPlain, type Command, type State } from '@thinjournal/model';
 import { thinPoolTable, thinTable, type Backend, type ThinPoolTableSpec } from '@thinjournal/dm';
 import { runPlan } from './execute.js';
 import { planRecovery, type JournalView, type KernelView, type PoolTableView, type RecoveryPlan, type Step } from './plan.js';
@@ -42,16 +42,10 @@ export interface RecoveryResult {
   readonly skipped: number;
 }
 
-/** dm.mkfsarg as PoolInitialised recorded it (a JSON array of texts; see model effectiveOptions). */
-function mkfsArgs(options: Readonly<Record<string, string>>): string[] {
+/** dm.mkfsarg as PoolInitialised recorded it. */
+function mkfsArgsOf(options: Readonly<Record<string, string>>): string[] {
   const t = options['dm.mkfsarg'];
-  if (t === undefined) return [];
-  try {
-    const v = JSON.parse(t) as unknown;
-    return Array.isArray(v) && v.every((x) => typeof x === 'string') ? v : [t];
-  } catch {
-    return [t];
-  }
+  return t === undefined ? [] : recordedTexts(t);
 }
 
 export function poolTableSpec(p: PoolTableView): ThinPoolTableSpec {
@@ -178,7 +172,7 @@ export class Engine {
             await stepDone();
             // The filesystem gets the UUID the intent recorded (the driver checks it at every start: Docker's
             // verifyBaseDeviceUUIDFS) and the dm.mkfsarg arguments in force.
-            await this.backend.mkfs(this.backend.devicePath(name), b.fs as 'ext4' | 'xfs', { uuid: b.uuid as string, args: mkfsArgs(this.state.pool!.options) });
+            await this.backend.mkfs(this.backend.devicePath(name), b.fs as 'ext4' | 'xfs', { uuid: b.uuid as string, args: mkfsArgsOf(this.state.pool!.options) });
             await stepDone();
             await this.backend.remove(name);
             activated.pop();
