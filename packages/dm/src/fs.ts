@@ -178,6 +178,22 @@ export async function mkfs(device: string, type: FsType, opts: MkfsOptions = {})
   await runTool(c.tool, c.args);
 }
 
+/** A Linux dev_t (as `stat` gives st_dev / st_rdev) split into major and minor (the kernel's new_decode_dev). */
+export function devNumbers(dev: number): { major: number; minor: number } {
+  return { major: Math.floor(dev / 256) & 0xfff, minor: (dev & 0xff) | (Math.floor(dev / 4096) & 0xfff00) };
+}
+
+/** The kernel's name of the block device a node points at (`dm-3`, `loop0`), through /sys/dev/block/<major>:<minor>. */
+export async function blockDeviceKernelName(device: string): Promise<string> {
+  const { major, minor } = devNumbers((await stat(device)).rdev);
+  return path.basename(await realpath(`/sys/dev/block/${major}:${minor}`));
+}
+
+/** sysfs file of XFS's ENOSPC retry limit for metadata writes of the XFS mounted from block device `bdev`. */
+export function xfsNospaceMaxRetriesFile(bdev: string): string {
+  return `/sys/fs/xfs/${bdev}/error/metadata/ENOSPC/max_retries`;
+}
+
 /**
  * XFS's retry limit for metadata writes that fail with ENOSPC (Docker's dm.xfs_nospace_max_retries), for the
  * mounted XFS on `device`: /sys/fs/xfs/<bdev>/error/metadata/ENOSPC/max_retries (the kernel's
@@ -188,11 +204,7 @@ export async function mkfs(device: string, type: FsType, opts: MkfsOptions = {})
 export async function xfsSetNospaceMaxRetries(device: string, retries: number): Promise<void> {
   if (!Number.isSafeInteger(retries) || retries < -1) throw new TypeError(`retries must be an integer ≥ -1, not ${String(retries)}`);
   try {
-    const st = await stat(device);
-    const major = Math.floor(st.rdev / 256) & 0xfff;
-    const minor = (st.rdev & 0xff) | (Math.floor(st.rdev / 4096) & 0xfff00);
-    const bdev = path.basename(await realpath(`/sys/dev/block/${major}:${minor}`));
-    await writeFile(`/sys/fs/xfs/${bdev}/error/metadata/ENOSPC/max_retries`, String(retries));
+    await writeFile(xfsNospaceMaxRetriesFile(await blockDeviceKernelName(device)), String(retries));
   } catch (err) {
     throw fromNative(err);
   }

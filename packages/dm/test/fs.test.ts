@@ -1,12 +1,13 @@
 // Filesystem helpers without a kernel: superblock UUIDs (synthesised superblocks, then real ones made by
 // mkfs on regular files and checked against blkid), mkfs command lines and input checks.
 import { execFile } from 'node:child_process';
+import { statSync } from 'node:fs';
 import { access, constants as fsConstants, mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { checkMkfsOptions, fsUuid, fsUuidFromSuperblock, mkfs, mkfsCommand, probeFsType, EXT4_UUID_OFFSET, XFS_UUID_OFFSET } from '../src/index.js';
+import { checkMkfsOptions, devNumbers, fsUuid, fsUuidFromSuperblock, mkfs, mkfsCommand, probeFsType, EXT4_UUID_OFFSET, XFS_UUID_OFFSET } from '../src/index.js';
 
 const U = '0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f0';
 const UBYTES = Buffer.from(U.replace(/-/g, ''), 'hex');
@@ -106,6 +107,13 @@ test('fsUuid of a file without a filesystem: ERR_FS_UNKNOWN; of a missing one: E
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test('devNumbers splits a dev_t as the kernel encodes it (small and large minors)', () => {
+  assert.equal(devNumbers(statSync('/dev/null').rdev), { major: 1, minor: 3 });
+  const major = 259, minor = 300;
+  const dev = (minor & 0xff) | (major << 8) | ((minor & ~0xff) << 12);
+  assert.equal(devNumbers(dev), { major, minor });
 });
 
 test.run();

@@ -16,7 +16,7 @@
 import { chmodSync, closeSync, existsSync, ftruncateSync, mkdirSync, openSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { ThinjournalError } from '@thinjournal/spec';
-import type { Backend, ModelBackend } from '@thinjournal/dm';
+import { devNumbers, type Backend, type ModelBackend } from '@thinjournal/dm';
 
 export interface Layout {
   readonly home: string;
@@ -118,8 +118,6 @@ export function growSparseFile(b: Backend, file: string, size: number): void {
 /** The pool and device name prefix Docker derives from the home directory: `<prefix>-<major>:<minor>-<inode>`. */
 export function devicePrefixFor(home: string, prefix = 'thinjournal'): string {
   const st = statSync(home);
-  const dev = st.dev;
-  const major = Math.floor(dev / 256) & 0xfff;
-  const minor = (dev & 0xff) | (Math.floor(dev / 4096) & 0xfff00);
+  const { major, minor } = devNumbers(st.dev);
   return `${prefix}-${major}:${minor}-${st.ino}`;
 }

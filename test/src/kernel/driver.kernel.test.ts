@@ -1,12 +1,12 @@
 // The driver suite (test/src/driver/cases.ts) on a real kernel: loopback pools on sparse files in /tmp,
 // real mounts, open file descriptors as "another process holding the device". Runs in the dmvm guest here.
 import { test } from 'uvu';
-import { existsSync, mkdtempSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { mkdir, open, readFile, readdir, rm, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { devicePrefixFor } from '../../../packages/driver/dist/src/index.js';
-import { KernelBackend, errnoOf, parseMountInfo } from '../../../packages/dm/dist/src/index.js';
+import { KernelBackend, blockDeviceKernelName, errnoOf, parseMountInfo, xfsNospaceMaxRetriesFile } from '../../../packages/dm/dist/src/index.js';
 import { defineDriverSuite, type DriverHarness } from '../driver/cases.js';
 import { kernelUnavailable } from './kernel-harness.js';
 
@@ -65,9 +65,7 @@ function harness(): DriverHarness {
       return async () => fh.close();
     },
     async xfsNospaceMaxRetries(devicePath) {
-      const { rdev } = statSync(devicePath);
-      const bdev = path.basename(realpathSync(`/sys/dev/block/${Math.floor(rdev / 256) & 0xfff}:${(rdev & 0xff) | (Math.floor(rdev / 4096) & 0xfff00)}`));
-      return Number(readFileSync(`/sys/fs/xfs/${bdev}/error/metadata/ENOSPC/max_retries`, 'utf8').trim());
+      return Number(readFileSync(xfsNospaceMaxRetriesFile(await blockDeviceKernelName(devicePath)), 'utf8').trim());
     },
     /** What a failed case left for `home`: mounts under it, dm devices on its loop files, the loops, the files. */
     async cleanup(home) {
