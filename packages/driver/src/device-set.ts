@@ -775,17 +775,23 @@ export class DeviceSet {
 
   // ---- shutdown -------------------------------------------------------------------------------------------
 
+  /** Refuses new calls from now on and stops the deferred worker (waiting for a pass in flight); false if already closing. */
+  private async beginClosing(): Promise<boolean> {
+    if (this.closed || this.closing) return false;
+    this.closing = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    if (this.workerRun) await this.workerRun;
+    return true;
+  }
+
   /**
    * Closes the journal and stops the workers, leaving the kernel as it is (devices active, layers mounted,
    * the pool up): what a command-line call does when it is done, so the next process finds the kernel as
    * the journal says. Deferred work left waiting is picked up by the next open's worker.
    */
   async close(): Promise<void> {
-    if (this.closed || this.closing) return;
-    this.closing = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    if (this.workerRun) await this.workerRun;
+    if (!(await this.beginClosing())) return;
     this.closed = true;
     await this.journal.close();
   }
@@ -796,11 +802,7 @@ export class DeviceSet {
    * closes the journal. Every step is journaled, so the next open finds the kernel as the journal says.
    */
   async shutdown(): Promise<void> {
-    if (this.closed || this.closing) return;
-    this.closing = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    if (this.workerRun) await this.workerRun;
+    if (!(await this.beginClosing())) return;
     const s = this.state;
     let firstError: unknown = null;
     const attempt = async (fn: () => Promise<unknown>) => { try { await fn(); } catch (err) { firstError ??= err; } };
