@@ -36,7 +36,8 @@ export type DriverHarnessFactory = () => Promise<DriverHarness>;
 const here = path.dirname(fileURLToPath(import.meta.url));
 const DRIVER_DIST = path.resolve(here, '../../../packages/driver/dist/src/index.js');
 
-function tmpHome(): string {
+/** A fresh home path (its parent exists, it does not yet). */
+export function tmpHome(): string {
   return path.join(mkdtempSync(path.join(os.tmpdir(), 'tjd-')), 'home');
 }
 

@@ -8,7 +8,7 @@ import { ModelBackend } from '../../../packages/dm/dist/src/index.js';
 import { init, probeFsType, mounted, layoutOf, devicePrefixFor } from '../../../packages/driver/dist/src/index.js';
 import { ensureDir, ensureSparseFile } from '../../../packages/driver/dist/src/layout.js';
 import { poolTableSpec } from '../../../packages/reconciler/dist/src/index.js';
-import { defineDriverSuite, type DriverHarness } from './cases.js';
+import { defineDriverSuite, tmpHome, type DriverHarness } from './cases.js';
 
 export const OPTIONS = ['dm.loopdatasize=256M', 'dm.loopmetadatasize=16M', 'dm.basesize=64M', 'dm.fs=ext4'];
 
@@ -42,7 +42,7 @@ defineDriverSuite(test, async () => harness());
 
 test('model: a machine crash while a layer is mounted — restart recovers the pool and the mount', async () => {
   const backend = new ModelBackend();
-  const home = path.join(mkdtempSync(path.join(os.tmpdir(), 'tjd-')), 'home');
+  const home = tmpHome();
   const d = await init(home, OPTIONS, {}, { backend, workers: false });
   await d.create('app', '');
   const rootfs = await d.get('app');
@@ -93,7 +93,6 @@ test('probeFsType and mounted (the seed\'s free functions) read the host: superb
 
 const M = 2 ** 20, G = 2 ** 30;
 const small = ['dm.basesize=64M', 'dm.fs=ext4'];
-const homeDir = () => path.join(mkdtempSync(path.join(os.tmpdir(), 'tjd-')), 'home');
 async function initError(home: string, options: string[], backend: ModelBackend): Promise<{ code?: string; message: string }> {
   try {
     const d = await init(home, options, {}, { backend, workers: false });
@@ -110,7 +109,7 @@ test('model: dm.datadev + dm.metadatadev — a pool on block devices; restart; a
   backend.addDisk('/dev/vdd', G);
   backend.addDisk('/dev/vdm', 64 * M);
   const opts = ['dm.datadev=/dev/vdd', 'dm.metadatadev=/dev/vdm', ...small];
-  const home = homeDir();
+  const home = tmpHome();
   let d = await init(home, opts, {}, { backend, workers: false });
   const s = await d.deviceSet.status();
   assert.is(s.dataFile, '/dev/vdd');
@@ -125,7 +124,7 @@ test('model: dm.datadev + dm.metadatadev — a pool on block devices; restart; a
   assert.ok(d.exists('b1'));
   assert.ok(d.deviceSet.recovery!.plan.steps.some((st) => st.kind === 'createPool'), 'the pool table was rebuilt');
   await d.cleanup();
-  const err = await initError(homeDir(), opts, backend);
+  const err = await initError(tmpHome(), opts, backend);
   assert.is(err.code, 'ERR_THINPOOL_INIT');
   assert.match(err.message, /holds a thin pool this journal does not know/);
 });
@@ -137,7 +136,7 @@ test('model: dm.thinpooldev — an existing empty pool is adopted and kept at sh
   const spec = { metadataDevice: '/dev/lvm-meta', dataDevice: '/dev/lvm-data', lengthSectors: G / 512, dataBlockSectors: 128, lowWaterMarkBlocks: 100 };
   await backend.createPool('docker-thinpool', spec);
   const opts = ['dm.thinpooldev=/dev/mapper/docker-thinpool', ...small];
-  const home = homeDir();
+  const home = tmpHome();
   let d = await init(home, opts, {}, { backend, workers: false });
   assert.is(d.deviceSet.poolName, 'docker-thinpool');
   assert.is((await d.deviceSet.status()).dataLoopback, '');
@@ -158,7 +157,7 @@ test('model: dm.thinpooldev — an existing empty pool is adopted and kept at sh
   await backend.createPool('used-pool', { ...spec, metadataDevice: '/dev/used-meta', dataDevice: '/dev/used-data' });
   await backend.createThin('used-pool', 0);
   await backend.setTransactionId('used-pool', 0, 1);
-  const used = await initError(homeDir(), ['dm.thinpooldev=used-pool', ...small], backend);
+  const used = await initError(tmpHome(), ['dm.thinpooldev=used-pool', ...small], backend);
   assert.is(used.code, 'ERR_THINPOOL_INIT');
   assert.match(used.message, /Unable to take ownership of thin-pool \(used-pool\)/);
 });
@@ -168,7 +167,7 @@ test('model: a crash between formatting the pool and journaling it — the next 
     // What a start killed inside initPool leaves: the loop files, the pool formatted on them (dm-thin wrote
     // its empty metadata), no journal record (PoolInitialised is journaled after the kernel step).
     const backend = new ModelBackend();
-    const home = homeDir();
+    const home = tmpHome();
     const L = layoutOf(home);
     ensureDir(backend, home);
     ensureDir(backend, L.devicemapper);
@@ -189,7 +188,7 @@ test('model: a crash between formatting the pool and journaling it — the next 
 test('model: a crash while the base image grows (dm.basesize raised) — the next start finishes the growth', async () => {
   for (const machine of [false, true]) {
     const backend = new ModelBackend();
-    const home = homeDir();
+    const home = tmpHome();
     let d = await init(home, OPTIONS, {}, { backend, workers: false });
     await d.cleanup();
     const bigger = [...OPTIONS.filter((o) => !o.startsWith('dm.basesize')), 'dm.basesize=128M'];
@@ -218,7 +217,7 @@ test('model: a crash while the base image grows (dm.basesize raised) — the nex
 
 test('model: the deferred-work timer finishes a deferred deletion by itself once the device is released', async () => {
   const backend = new ModelBackend();
-  const home = homeDir();
+  const home = tmpHome();
   const d = await init(home, [...OPTIONS, 'dm.use_deferred_removal=true', 'dm.use_deferred_deletion=true'], {}, { backend, deferredRetryMs: 20, deferredRetryMaxMs: 80 });
   try {
     await d.create('w', '');

@@ -3,12 +3,12 @@
 import { test } from 'uvu';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { mkdir, open, readFile, readdir, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, open, rm, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { devicePrefixFor } from '../../../packages/driver/dist/src/index.js';
-import { KernelBackend, blockDeviceKernelName, errnoOf, parseMountInfo, xfsNospaceMaxRetriesFile } from '../../../packages/dm/dist/src/index.js';
+import { KernelBackend, blockDeviceKernelName, xfsNospaceMaxRetriesFile } from '../../../packages/dm/dist/src/index.js';
 import { defineDriverSuite, type DriverHarness } from '../driver/cases.js';
-import { kernelUnavailable } from './kernel-harness.js';
+import { kernelUnavailable, removeKernelLeftovers } from './kernel-harness.js';
 
 const OPTIONS = ['dm.loopdatasize=256M', 'dm.loopmetadatasize=16M', 'dm.basesize=64M', 'dm.fs=ext4'];
 let backend: KernelBackend | null = null;
@@ -70,26 +70,9 @@ function harness(): DriverHarness {
     /** What a failed case left for `home`: mounts under it, dm devices on its loop files, the loops, the files. */
     async cleanup(home) {
       const top = home.replace(/\/home$/, '');
-      const mounts = parseMountInfo(await readFile('/proc/self/mountinfo', 'utf8'))
-        .filter((m) => m.mountPoint.startsWith(top + '/'))
-        .sort((x, y) => y.mountPoint.length - x.mountPoint.length);
-      for (const m of mounts) await b.umount(m.mountPoint, { detach: true }).catch(() => {});
-      // Devices stack (thins on the pool): remove what can go, repeat while that makes progress.
       const prefix = existsSync(home) ? devicePrefixFor(home) : null;
-      for (let pass = 0; prefix && pass < 6; pass++) {
-        const mine = (await b.listDevices()).map((d) => d.name).filter((n) => n.startsWith(prefix + '-')).sort((x) => (x.endsWith('-pool') ? 1 : -1));
-        if (mine.length === 0) break;
-        for (const n of mine) {
-          await b.resume(n).catch(() => {});
-          await b.remove(n).catch((err) => { if (errnoOf(err) !== 'EBUSY' && errnoOf(err) !== 'ENXIO') throw err; });
-        }
-      }
-      for (const ent of await readdir('/sys/block')) {
-        if (!ent.startsWith('loop')) continue;
-        const backing = await readFile(`/sys/block/${ent}/loop/backing_file`, 'utf8').catch(() => '');
-        if (backing.startsWith(top + '/')) await b.detachLoop(`/dev/${ent}`).catch(() => {});
-      }
-      await rm(top, { recursive: true, force: true });
+      // its devices are <prefix>-<hash> (the pool: <prefix>-pool) and the base check's <prefix>:verify
+      await removeKernelLeftovers(b, top, (name) => prefix !== null && (name.startsWith(prefix + '-') || name === `${prefix}:verify`));
     },
   };
 }

@@ -62,29 +62,36 @@ export class KernelHarness implements Harness {
     return p;
   }
   async cleanup(): Promise<void> {
-    const b = this.backend;
-    const mounts = parseMountInfo(await readFile('/proc/self/mountinfo', 'utf8'))
-      .filter((m) => m.mountPoint.startsWith(this.dir + '/'))
-      .sort((a, b2) => b2.mountPoint.length - a.mountPoint.length);
-    for (const m of mounts) await b.umount(m.mountPoint, { detach: true }).catch(() => {});
-    // Devices stack (thin on pool): remove what can go, repeat while that makes progress.
-    for (let pass = 0; pass < 6; pass++) {
-      const mine = (await b.listDevices()).filter((d) => d.name.startsWith(this.prefix + '-'));
-      if (mine.length === 0) break;
-      for (const d of mine) {
-        await b.resume(d.name).catch(() => {});
-        await b.remove(d.name).catch((err) => {
-          if (errnoOf(err) !== 'EBUSY' && errnoOf(err) !== 'ENXIO') throw err;
-        });
-      }
-    }
-    for (const ent of await readdir('/sys/block')) {
-      if (!ent.startsWith('loop')) continue;
-      const backing = await readFile(`/sys/block/${ent}/loop/backing_file`, 'utf8').catch(() => '');
-      if (backing.startsWith(this.dir + '/')) await b.detachLoop(`/dev/${ent}`).catch(() => {});
-    }
-    await rm(this.dir, { recursive: true, force: true });
+    await removeKernelLeftovers(this.backend, this.dir, (name) => name.startsWith(this.prefix + '-'));
   }
+}
+
+/**
+ * Everything a test left in the kernel under `dir`: mounts below it (deepest first), the dm devices `mine`
+ * names, loop devices backed by files below it; then `dir` itself.
+ */
+export async function removeKernelLeftovers(b: KernelBackend, dir: string, mine: (dmName: string) => boolean): Promise<void> {
+  const mounts = parseMountInfo(await readFile('/proc/self/mountinfo', 'utf8'))
+    .filter((m) => m.mountPoint.startsWith(dir + '/'))
+    .sort((a, b2) => b2.mountPoint.length - a.mountPoint.length);
+  for (const m of mounts) await b.umount(m.mountPoint, { detach: true }).catch(() => {});
+  // Devices stack (thin on pool): remove what can go, repeat while that makes progress.
+  for (let pass = 0; pass < 6; pass++) {
+    const left = (await b.listDevices()).filter((d) => mine(d.name));
+    if (left.length === 0) break;
+    for (const d of left) {
+      await b.resume(d.name).catch(() => {});
+      await b.remove(d.name).catch((err) => {
+        if (errnoOf(err) !== 'EBUSY' && errnoOf(err) !== 'ENXIO') throw err;
+      });
+    }
+  }
+  for (const ent of await readdir('/sys/block')) {
+    if (!ent.startsWith('loop')) continue;
+    const backing = await readFile(`/sys/block/${ent}/loop/backing_file`, 'utf8').catch(() => '');
+    if (backing.startsWith(dir + '/')) await b.detachLoop(`/dev/${ent}`).catch(() => {});
+  }
+  await rm(dir, { recursive: true, force: true });
 }
 
 /** Why the kernel suite cannot run here, or null when it can. */
