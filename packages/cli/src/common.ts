@@ -45,14 +45,13 @@ export function journalDir(values: Record<string, unknown>, io: Io): string {
   return path.join(homeDir(values, io), 'journal');
 }
 
-/** Opens for reading; if the daemon holds the journal, reads a consistent copy instead. */
-export async function openForReading(dir: string): Promise<Journal> {
-  try {
-    return await Journal.open(dir, { readOnly: true });
-  } catch (err) {
-    if ((err as { code?: string }).code === 'ERR_JOURNAL_LOCKED') return Journal.openSnapshot(dir);
-    throw err;
-  }
+/**
+ * Opens for reading, from a private copy: the journal's files are never written and its lock is never taken,
+ * so an audit never changes what it examines nor makes a device operation of a running writer fail.
+ * `allowDamage`: open even if LevelDB's files are damaged (verify and dump report it themselves).
+ */
+export async function openForReading(dir: string, opts: { allowDamage?: boolean } = {}): Promise<Journal> {
+  return Journal.openReader(dir, opts);
 }
 
 /** Aligned table; widths from the rows printed, detail truncated to the terminal width. */

@@ -4,7 +4,7 @@
  * `sync: true` LevelDB batch), and acknowledged only after that batch is durable. A failed commit is
  * fail-stop: the handle turns read-only and never reports success for data it could not make durable.
  */
-import { mkdirSync, mkdtempSync, readdirSync, linkSync, copyFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, linkSync, copyFileSync, rmSync, statSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -15,8 +15,13 @@ import {
   chunkKey, checkpointKey, seqOfKey, encodeMeta, decodeMeta, encodeHead, decodeHead, encodeCheckpoint,
   decodeCheckpoint, packr, GENESIS_PREV, FORMAT_VERSION, MAX_BODY_BYTES, CHUNK_PREFIX, CHECKPOINT_PREFIX, META_KEY,
   HEAD_KEY, checkEnvelope, type ReplayRecord, type JournalEvent, type JournalRecord, type JournalHead, type JournalMeta, type ChainResult,
-  type EventType,
+  type EventType, type ChainProblem,
 } from '@thinjournal/spec';
+// TEMPORARY-STORE-SHIM (replaced by ./leveldb-files.js)
+interface StoreProblem { readonly file: string; readonly offset: number | null; readonly reason: string; readonly message: string }
+interface TornWrite { readonly file: string; readonly offset: number; readonly bytes: number; readonly message: string }
+function checkStore(_dir: string, _o?: { tables?: 'full' | 'footer' }): { problems: StoreProblem[]; torn: TornWrite[] } { return { problems: [], torn: [] }; }
+// END-TEMPORARY-STORE-SHIM
 
 /** The LevelDB-shaped store the journal needs (classic-level, or any abstract-level database with these). */
 export type Store = ClassicLevel<string, Uint8Array>;
@@ -24,8 +29,21 @@ export type Store = ClassicLevel<string, Uint8Array>;
 export interface OpenOptions {
   /** Default `actor` for appended events that name none. */
   readonly actor?: string;
-  /** Open for reading only: no tail check, appends refused. Used by verify/dump of a damaged journal. */
+  /**
+   * Open for reading only, from a private copy (the original is never written and its lock never taken):
+   * no tail check, appends refused. Same as `Journal.openReader`.
+   */
   readonly readOnly?: boolean;
+  /**
+   * Create the journal when `dir` does not exist or is an empty directory (default true). false: such a
+   * `dir` is ERR_NO_JOURNAL and nothing is created. Readers never create.
+   */
+  readonly createIfMissing?: boolean;
+  /**
+   * Readers only: open even when LevelDB's own files are damaged (the damage is in `store` and is `verify()`'s
+   * first result) — for forensic tools that report rather than refuse.
+   */
+  readonly allowDamage?: boolean;
   /** Drop a torn tail (format.md §8) instead of refusing to open. The drop is reported in `repaired`. */
   readonly repairTornTail?: boolean;
   /** Clock for record timestamps (ms). Default Date.now. */
@@ -58,12 +76,23 @@ export interface VerifyOptions {
 }
 
 export interface VerifyReport {
+  /** The first problem, checked in order: LevelDB's files, the key spaces and meta, then the chain. */
   readonly result: ChainResult;
   readonly checkpoints: { readonly valid: number[]; readonly invalid: { seq: number; message: string }[] };
+  /** LevelDB's files: damage found (also the result, if any), and torn final writes (never acknowledged). */
+  readonly store: StoreState;
+}
+
+/** What the check of LevelDB's own files found before LevelDB opened them. */
+export interface StoreState {
+  readonly problems: readonly StoreProblem[];
+  readonly torn: readonly TornWrite[];
 }
 
 export interface Checkpoint<S = unknown> {
   readonly seq: number;
+  /** Hash of record `seq`: binds the checkpoint to this chain. */
+  readonly recordHash: string;
   readonly stateHash: string;
   readonly state: S;
 }
@@ -90,12 +119,144 @@ const READ_BATCH = 256;
 const CHUNK_END = String.fromCharCode(CHUNK_PREFIX.charCodeAt(0) + 1);
 const CHECKPOINT_END = String.fromCharCode(CHECKPOINT_PREFIX.charCodeAt(0) + 1);
 
-function levelOpenError(err: unknown, dir: string): ThinjournalError {
-  const cause = (err as { cause?: { code?: string } }).cause;
-  if (cause?.code === 'LEVEL_LOCKED' || (err as { code?: string }).code === 'LEVEL_LOCKED') {
+/** LevelDB's own words for an error: abstract-level wraps the binding's error as `cause`. */
+function levelMessage(err: unknown): { code: string; message: string } {
+  const e = err as { code?: string; message?: string; cause?: { code?: string; message?: string } };
+  const code = e.cause?.code ?? e.code ?? '';
+  const message = e.cause?.message && e.cause.message !== e.message ? `${e.message ?? ''}: ${e.cause.message}` : e.message ?? String(err);
+  return { code, message };
+}
+
+function levelOpenError(err: unknown, dir: string, copy?: string): ThinjournalError {
+  const { code, message: raw } = levelMessage(err);
+  // A reader's LevelDB opened a private copy: name the journal's own files.
+  const message = copy ? raw.split(copy).join(dir) : raw;
+  if (code === 'LEVEL_LOCKED' || (err as { code?: string }).code === 'LEVEL_LOCKED') {
     return new ThinjournalError('ERR_JOURNAL_LOCKED', `journal ${dir} is locked by another process or handle`, { cause: err, dir });
   }
-  return new ThinjournalError('ERR_JOURNAL_CORRUPT', `journal ${dir} could not be opened: ${(err as Error).message}`, { cause: err, dir, reason: 'open' });
+  if (/Permission denied|EACCES|EPERM/.test(message)) {
+    return new ThinjournalError('ERR_JOURNAL_ACCESS', `journal ${dir} cannot be opened: ${message}`, { cause: err, dir, errno: 'EACCES' });
+  }
+  return chainError({ kind: 'corrupt', seq: 0, reason: 'store', file: dir, offset: null, message: `LevelDB refused to open it: ${message}` }, err);
+}
+
+/** A LevelDB error met while reading (a table block it could not read, a missing file) as corruption. */
+function levelReadError(err: unknown, dir: string, copy?: string): unknown {
+  if (err instanceof ThinjournalError) return err;
+  const { code, message: raw } = levelMessage(err);
+  const message = copy ? raw.split(copy).join(dir) : raw;
+  if (!code.startsWith('LEVEL_')) return err;
+  return chainError({ kind: 'corrupt', seq: 0, reason: 'store', file: dir, offset: null, message: `LevelDB failed to read it: ${message}` }, err);
+}
+
+function errnoOf(err: unknown): string {
+  return (err as NodeJS.ErrnoException).code ?? '';
+}
+
+function accessError(dir: string, err: unknown): ThinjournalError {
+  return new ThinjournalError('ERR_JOURNAL_ACCESS', `journal ${dir} cannot be read: ${errnoOf(err)} (${(err as Error).message})`, { cause: err, dir, errno: errnoOf(err) });
+}
+
+/** LevelDB's own file names: its presence tells a damaged database from a directory that never was one. */
+const LEVELDB_FILE = /^(CURRENT|LOCK|LOG|LOG\.old|MANIFEST-\d+|\d+\.(log|ldb|sst|dbtmp))$/;
+
+/**
+ * What is at `dir`, without changing anything: nothing (absent or an empty directory), or a LevelDB
+ * database. A file, a directory of other things, or one we may not read is refused here.
+ */
+function inspectDir(dir: string): 'absent' | 'empty' | 'store' {
+  let st;
+  try {
+    st = statSync(dir);
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') return 'absent';
+    if (errnoOf(err) === 'ENOTDIR') throw new ThinjournalError('ERR_NOT_A_JOURNAL', `${dir} is not a journal: a part of its path is a file`, { cause: err, dir });
+    throw accessError(dir, err);
+  }
+  if (!st.isDirectory()) throw new ThinjournalError('ERR_NOT_A_JOURNAL', `${dir} is a file, not a journal directory`, { dir });
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch (err) {
+    throw accessError(dir, err);
+  }
+  if (names.length === 0) return 'empty';
+  const ours = names.filter((n) => LEVELDB_FILE.test(n));
+  if (ours.length === 0 || ours.every((n) => n === 'LOCK' || n === 'LOG' || n === 'LOG.old') && !names.includes('CURRENT')) {
+    const shown = names.slice(0, 5).join(', ') + (names.length > 5 ? ', …' : '');
+    throw new ThinjournalError('ERR_NOT_A_JOURNAL', `${dir} is not a journal: it holds no LevelDB database (${shown})`, { dir });
+  }
+  try {
+    readFileSync(path.join(dir, names.includes('CURRENT') ? 'CURRENT' : ours[0]!), { flag: 'r' });
+  } catch (err) {
+    if (errnoOf(err) === 'EACCES' || errnoOf(err) === 'EPERM') throw accessError(dir, err);
+  }
+  return 'store';
+}
+
+/** The first store problem as a chain problem (the verdict), naming the file and offset. */
+function storeProblem(p: StoreProblem): ChainProblem {
+  return { kind: 'corrupt', seq: 0, reason: 'store', file: p.file, offset: p.offset, message: `${p.reason}: ${p.message}` };
+}
+
+/**
+ * A torn final write of LevelDB's log as the journal's torn tail (format.md §8): it holds only data that was
+ * never acknowledged — if the disk kept its promises; a truncated file looks the same, so it is not dropped
+ * without an operator's word (`repairTornTail`).
+ */
+function tornProblem(t: TornWrite): ChainProblem {
+  return { kind: 'torn', seq: 0, reason: 'torn-tail', file: t.file, offset: t.offset, message: `${t.message} (${t.bytes} bytes; nothing acknowledged is there if the disk kept its promises)` };
+}
+
+/** The verdict of a store check: its first damage, else its first torn write, else null. */
+function storeVerdict(st: StoreState): ChainProblem | null {
+  if (st.problems.length > 0) return storeProblem(st.problems[0]!);
+  if (st.torn.length > 0) return tornProblem(st.torn[0]!);
+  return null;
+}
+
+const COPY_ATTEMPTS = 5;
+
+/**
+ * A private copy of the LevelDB files of `dir` in a new temporary directory: tables hard-linked (LevelDB
+ * never rewrites one; a copy where links cannot cross filesystems), everything else copied. Nothing in `dir`
+ * is written, and its LOCK is not taken, so a writer working on `dir` meanwhile is not disturbed. A writer
+ * may compact meanwhile: the copy is taken again until the set of files and CURRENT were the same before and
+ * after it (a log record being written is a torn final write in the copy: unacknowledged, dropped).
+ */
+function privateCopy(dir: string): { base: string; copy: string; names: readonly string[] } {
+  let lastErr: unknown = null;
+  for (let attempt = 0; attempt < COPY_ATTEMPTS; attempt++) {
+    const base = mkdtempSync(path.join(os.tmpdir(), 'thinjournal-reader-'));
+    const copy = path.join(base, 'journal');
+    try {
+      mkdirSync(copy, { mode: 0o700 });
+      const list = () => readdirSync(dir).filter((n) => LEVELDB_FILE.test(n) && n !== 'LOCK' && n !== 'LOG' && n !== 'LOG.old').sort();
+      const current = (() => { try { return readFileSync(path.join(dir, 'CURRENT')); } catch (err) { if (errnoOf(err) === 'ENOENT') return null; throw err; } })();
+      const before = list();
+      for (const name of before) {
+        if (name === 'CURRENT') continue;
+        const from = path.join(dir, name);
+        const to = path.join(copy, name);
+        if (/\.(ldb|sst)$/.test(name)) {
+          try { linkSync(from, to); } catch (err) { if (errnoOf(err) === 'ENOENT') throw err; copyFileSync(from, to); }
+        } else copyFileSync(from, to);
+      }
+      const after = list();
+      const currentAfter = (() => { try { return readFileSync(path.join(dir, 'CURRENT')); } catch { return null; } })();
+      const same = before.length === after.length && before.every((n, i) => n === after[i])
+        && (current === null ? currentAfter === null : currentAfter !== null && current.equals(currentAfter));
+      if (!same) { rmSync(base, { recursive: true, force: true }); continue; }
+      if (current !== null) writeFileSync(path.join(copy, 'CURRENT'), current);
+      return { base, copy, names: before };
+    } catch (err) {
+      rmSync(base, { recursive: true, force: true });
+      if (errnoOf(err) === 'EACCES' || errnoOf(err) === 'EPERM') throw accessError(dir, err);
+      if (errnoOf(err) !== 'ENOENT') throw err;
+      lastErr = err;
+    }
+  }
+  throw new ThinjournalError('ERR_JOURNAL_LOCKED', `journal ${dir} kept changing while it was copied for reading (${COPY_ATTEMPTS} tries); try again`, { cause: lastErr, dir });
 }
 
 /**
@@ -124,8 +285,8 @@ export class Journal {
   commits = 0;
   /** Of those, the ones with `sync: true` (the protocol's sync budget: ≤ 1 per operation). */
   syncs = 0;
-  /** What `repairTornTail` dropped at open, if anything. */
-  repaired: { readonly fromSeq: number; readonly droppedBytes: number } | null = null;
+  /** What `repairTornTail` dropped at open, if anything (`file`: a torn write of LevelDB's log). */
+  repaired: { readonly fromSeq: number; readonly droppedBytes: number; readonly file?: string } | null = null;
 
   private constructor(readonly dir: string, private readonly db: Store, readonly readOnly: boolean, opts: OpenOptions) {
     this.clock = opts.clock ?? Date.now;
@@ -135,106 +296,236 @@ export class Journal {
   }
 
   /**
-   * Opens (creating if needed) the journal in `dir`, exclusively: a second opener, in this or another process,
-   * gets ERR_JOURNAL_LOCKED. Checks meta (ERR_UNKNOWN_VERSION), head and the last chunk (ERR_JOURNAL_CORRUPT,
-   * ERR_JOURNAL_TORN) — not the whole chain: that is `verify()`.
+   * Opens the journal in `dir` for writing, exclusively: a second opener, in this or another process, gets
+   * ERR_JOURNAL_LOCKED. Before LevelDB is allowed to open it, LevelDB's own files are checked (its log and
+   * manifest record by record, its tables' sizes and footers): damage is ERR_JOURNAL_CORRUPT naming the file
+   * and offset, and nothing is written. A torn final write of LevelDB's log (a crash in the middle of a write
+   * that was never acknowledged) is dropped, as LevelDB does, and reported in `droppedWrites`. Then meta, the
+   * key spaces and the chain from the latest valid checkpoint to the head are verified (O(tail)): damage is
+   * ERR_JOURNAL_CORRUPT naming the seq, a torn last chunk ERR_JOURNAL_TORN unless `repairTornTail`.
+   * `readOnly` opens a private copy instead (see openReader).
    */
   static async open(dir: string, opts: OpenOptions = {}): Promise<Journal> {
     if (typeof dir !== 'string' || dir === '') throw new TypeError('Journal.open: dir must be a non-empty string');
-    const readOnly = opts.readOnly === true;
-    if (!readOnly) mkdirSync(dir, { recursive: true, mode: 0o700 });
+    if (opts.readOnly === true) return Journal.openReader(dir, opts);
     const lockKey = path.resolve(dir);
     if (openDirs.has(lockKey)) throw new ThinjournalError('ERR_JOURNAL_LOCKED', `journal ${dir} is already open in this process`, { dir });
+    let store: StoreState = { problems: [], torn: [] };
+    if (!opts.store) {
+      const found = inspectDir(dir);
+      if (found !== 'store' && opts.createIfMissing === false) {
+        throw new ThinjournalError('ERR_NO_JOURNAL', `no journal at ${dir}${found === 'empty' ? ' (an empty directory)' : ''}`, { dir });
+      }
+      if (found === 'absent') mkdirSync(dir, { recursive: true, mode: 0o700 });
+      if (found === 'store') {
+        store = checkStore(dir, { tables: 'footer' });
+        const bad = storeVerdict(store);
+        if (bad && !(bad.kind === 'torn' && opts.repairTornTail === true)) throw chainError(bad);
+      }
+    }
     openDirs.add(lockKey);
     const db = opts.store ?? new ClassicLevel<string, Uint8Array>(dir, { keyEncoding: 'utf8', valueEncoding: 'view' });
     try {
-      await db.open({ createIfMissing: !readOnly, passive: false });
+      await db.open({ createIfMissing: true, passive: false });
     } catch (err) {
       openDirs.delete(lockKey);
       throw levelOpenError(err, dir);
     }
-    const j = new Journal(dir, db, readOnly, opts);
+    const j = new Journal(dir, db, false, opts);
+    j.store = store;
     try {
       await j.load(opts.repairTornTail === true);
+      // LevelDB dropped the torn write when it opened: the head is what survived.
+      const t = store.torn[0];
+      if (t && !j.repaired) j.repaired = { fromSeq: j.lastSeq + 1, droppedBytes: t.bytes, file: t.file };
     } catch (err) {
       await db.close().catch(() => {});
       openDirs.delete(lockKey);
-      throw err;
+      throw levelReadError(err, dir);
     }
     return j;
   }
 
   /**
-   * Opens a read-only copy of a journal that another process holds (LevelDB admits one process at a time):
-   * table files are hard-linked (LevelDB never rewrites them), the log and manifest are copied, and the copy
-   * is opened read-only. A commit in flight during the copy is either in it or not (LevelDB's recovery drops
-   * a partial log record), so the copy is a consistent prefix. The copy is deleted on close.
+   * Opens a journal for reading without writing a byte of it or taking its lock, so that an audit never
+   * disturbs a writer (and a writer never blocks an audit): LevelDB opens a private copy (openReader's
+   * privateCopy), whose files are checked first like a writer's, and completely (every table block's
+   * checksum). A missing journal is ERR_NO_JOURNAL, a path that is not one ERR_NOT_A_JOURNAL, a journal we
+   * may not read ERR_JOURNAL_ACCESS; damage of LevelDB's files is ERR_JOURNAL_CORRUPT unless `allowDamage`
+   * (then it is verify()'s first result). The copy is deleted on close. A commit in flight during the copy is
+   * either in it or a torn final write of its log (dropped): the copy is a consistent prefix.
    */
-  static async openSnapshot(dir: string, opts: Omit<OpenOptions, 'readOnly' | 'store'> = {}): Promise<Journal> {
-    const base = mkdtempSync(path.join(os.tmpdir(), 'thinjournal-snapshot-'));
-    const copy = path.join(base, 'journal');
-    mkdirSync(copy, { mode: 0o700 });
+  static async openReader(dir: string, opts: Omit<OpenOptions, 'readOnly' | 'store' | 'createIfMissing'> = {}): Promise<Journal> {
+    if (typeof dir !== 'string' || dir === '') throw new TypeError('Journal.openReader: dir must be a non-empty string');
+    const found = inspectDir(dir);
+    if (found !== 'store') throw new ThinjournalError('ERR_NO_JOURNAL', `no journal at ${dir}${found === 'empty' ? ' (an empty directory)' : ''}`, { dir });
+    let { base, copy } = privateCopy(dir);
     try {
-      for (const name of readdirSync(dir)) {
-        if (name === 'LOCK' || name === 'LOG' || name === 'LOG.old') continue;
-        const from = path.join(dir, name);
-        const to = path.join(copy, name);
-        if (/\.(ldb|sst)$/.test(name)) {
-          try { linkSync(from, to); } catch { copyFileSync(from, to); }
-        } else copyFileSync(from, to);
+      let store = checkStore(copy, { tables: 'full' });
+      // A torn final write in the copy may be a writer's write in flight: copy again once the log has had
+      // time to settle; a torn write that is still there is the journal's.
+      for (let i = 0; i < 3 && store.torn.length > 0; i++) {
+        await new Promise((r) => setTimeout(r, 20 * (i + 1)));
+        rmSync(base, { recursive: true, force: true });
+        ({ base, copy } = privateCopy(dir));
+        store = checkStore(copy, { tables: 'full' });
       }
-      const j = await Journal.open(copy, { ...opts, readOnly: true });
+      const bad = storeVerdict(store);
+      if (bad && opts.allowDamage !== true) throw chainError(bad);
+      const db = new ClassicLevel<string, Uint8Array>(copy, { keyEncoding: 'utf8', valueEncoding: 'view' });
+      try {
+        await db.open({ createIfMissing: false, passive: false });
+      } catch (err) {
+        throw levelOpenError(err, dir, copy);
+      }
+      const j = new Journal(dir, db, true, opts);
+      j.copyDir = copy;
+      j.store = store;
       j.cleanup = () => rmSync(base, { recursive: true, force: true });
+      try {
+        await j.load(false);
+      } catch (err) {
+        await db.close().catch(() => {});
+        throw levelReadError(err, dir, copy);
+      }
       return j;
     } catch (err) {
       rmSync(base, { recursive: true, force: true });
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new ThinjournalError('ERR_JOURNAL_CORRUPT', `journal ${dir} changed while it was copied; try again`, { cause: err, reason: 'open' });
-      }
       throw err;
     }
   }
 
   private cleanup: (() => void) | null = null;
+  /** A reader's private copy, whose path LevelDB's messages carry. */
+  private copyDir: string | undefined;
+  /** What the check of LevelDB's files found at open (damage only for a reader opened with allowDamage). */
+  store: StoreState = { problems: [], torn: [] };
+
+  /** The first key outside the v1 key spaces (format.md §2), or null. Five bounded seeks, not a scan. */
+  private async foreignKey(): Promise<string | null> {
+    const gaps: { gte?: string; gt?: string; lt?: string }[] = [
+      { lt: CHECKPOINT_PREFIX }, { gte: CHECKPOINT_END, lt: HEAD_KEY }, { gt: HEAD_KEY, lt: META_KEY }, { gt: META_KEY, lt: CHUNK_PREFIX }, { gte: CHUNK_END },
+    ];
+    for (const range of gaps) {
+      const it = this.db.keys({ ...range, limit: 1 });
+      try {
+        const k = await it.next();
+        if (k !== undefined) return k;
+      } finally {
+        await it.close();
+      }
+    }
+    return null;
+  }
 
   private async load(repair: boolean): Promise<void> {
     const m = await this.db.get(META_KEY);
-    this.meta = m ? decodeMeta(m) : null;
     const h = await this.db.get(HEAD_KEY);
-    const head = h ? decodeHead(h) : null;
     const last = await this.lastChunk();
+    const foreign = await this.foreignKey();
+    if (!m && !h && !last && foreign !== null) {
+      throw new ThinjournalError('ERR_NOT_A_JOURNAL', `${this.dir} is a LevelDB database but not a journal (key ${JSON.stringify(foreign)})`, { dir: this.dir });
+    }
+    try {
+      this.meta = m ? decodeMeta(m) : null;
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ERR_UNKNOWN_VERSION') throw err;
+      throw chainError({ kind: 'corrupt', seq: 0, reason: 'undecodable', key: META_KEY, message: `meta: ${(err as Error).message}` }, err);
+    }
+    let head: JournalHead | null;
+    try {
+      head = h ? decodeHead(h) : null;
+    } catch (err) {
+      throw chainError({ kind: 'corrupt', seq: 0, reason: 'undecodable', key: HEAD_KEY, message: `head: ${(err as Error).message}` }, err);
+    }
     if (this.readOnly) {
-      // Trust the head for reads; verify() is the check.
+      // Trust the head for reads; verify() (or checkTail()) is the check.
       if (head) { this.lastSeq = head.seq; this.lastHash = Buffer.from(head.hash, 'hex'); }
       return;
+    }
+    if (foreign !== null) throw chainError({ kind: 'corrupt', seq: 0, reason: 'foreign-key', key: foreign, message: `key ${JSON.stringify(foreign)} is outside the journal's key spaces (format.md §2)` });
+    if (!this.meta && (head || last)) {
+      // Never re-created: a new journal id would pass off a damaged journal as another one.
+      throw chainError({ kind: 'corrupt', seq: 0, reason: 'no-meta', key: META_KEY, message: 'the meta key "m" is missing but the journal holds records' });
     }
     if (!last) {
       if (head && head.seq > 0) throw chainError({ kind: 'corrupt', seq: 1, reason: 'truncated', message: `the head says seq ${head.seq} but there are no records` });
       return;
     }
-    const first = seqOfKey(last.key, CHUNK_PREFIX);
-    const split = (() => { try { return splitChunk(last.value); } catch { return null; } })();
-    if (first !== null && split && split.entries.length === 0 && split.tornAt !== null) {
-      // The last chunk holds nothing but an unfinished record.
-      if (repair) return this.repairTorn(last.key, last.value, 0, null, first);
-      throw chainError({ kind: 'torn', seq: first, reason: 'torn-tail', message: `the last chunk (${last.key}) ends inside record ${first}` });
+    if (head) this.lastSeq = head.seq;
+    const walk = await this.walkTail(head);
+    const r = walk.result;
+    if (!r.ok) {
+      if (r.kind === 'torn' && repair && walk.torn) {
+        await this.repairTorn(walk.torn.key, walk.torn.value, walk.torn.tornAt, walk.lastRec, walk.torn.first);
+        return;
+      }
+      throw chainError(r);
     }
-    const firstRaw = split?.entries[0]?.raw as { prev?: Uint8Array } | undefined;
-    if (first === null || !split || !(firstRaw?.prev instanceof Uint8Array)) {
-      throw chainError({ kind: 'corrupt', seq: first ?? 0, reason: 'undecodable', message: `last chunk ${last.key} is not readable` });
-    }
-    // Check the last chunk against the head, trusting its first record's `prev` (verify() checks the rest).
-    let lastRec: JournalRecord | null = null;
-    const v = new ChainVerifier((r) => { lastRec = r; }, { seq: first - 1, hash: Buffer.from(firstRaw.prev).toString('hex') });
-    const problem = v.chunk(last.key, last.value, true);
-    if (problem?.kind === 'torn' && repair) {
-      await this.repairTorn(last.key, last.value, split.tornAt ?? 0, lastRec, first);
-      return;
-    }
-    const r = v.finish(head);
-    if (!r.ok) throw chainError(r);
-    const rec = lastRec as JournalRecord | null;
+    const rec = walk.lastRec;
     if (rec) { this.lastSeq = rec.seq; this.lastHash = Buffer.from(rec.hash, 'hex'); this.lastTs = rec.ts; }
+  }
+
+  /**
+   * Verifies the chain from the latest valid checkpoint (bound to the chain by its record's hash) to the head:
+   * O(records since the checkpoint). Resolves with the result; never throws for damage.
+   */
+  async checkTail(): Promise<ChainResult> {
+    const h = await this.db.get(HEAD_KEY);
+    let head: JournalHead | null;
+    try {
+      head = h ? decodeHead(h) : null;
+    } catch (err) {
+      return { ok: false, records: 0, kind: 'corrupt', seq: 0, reason: 'undecodable', key: HEAD_KEY, message: `head: ${(err as Error).message}` };
+    }
+    return (await this.walkTail(head)).result;
+  }
+
+  private async walkTail(head: JournalHead | null): Promise<{
+    result: ChainResult; lastRec: JournalRecord | null; torn: { key: string; value: Uint8Array; tornAt: number; first: number } | null;
+  }> {
+    const cp = await this.latestCheckpoint();
+    let startKey: string = CHUNK_PREFIX;
+    let start: JournalHead | undefined;
+    let anchor: JournalHead | undefined;
+    if (cp) {
+      startKey = (await this.chunkKeyFor(cp.seq)) ?? CHUNK_PREFIX;
+      const first = seqOfKey(startKey, CHUNK_PREFIX);
+      const value = await this.db.get(startKey);
+      const raw = (() => { try { return value ? splitChunk(value).entries[0]?.raw as { prev?: Uint8Array } | undefined : undefined; } catch { return undefined; } })();
+      if (first === null || !(raw?.prev instanceof Uint8Array)) {
+        return { result: { ok: false, records: 0, kind: 'corrupt', seq: first ?? cp.seq, reason: 'undecodable', message: `chunk ${startKey} (holding checkpointed record ${cp.seq}) is not readable` }, lastRec: null, torn: null };
+      }
+      start = { seq: first - 1, hash: Buffer.from(raw.prev).toString('hex') };
+      anchor = { seq: cp.seq, hash: cp.recordHash };
+    }
+    let lastRec: JournalRecord | null = null;
+    const v = new ChainVerifier((r) => { lastRec = r; }, start, anchor);
+    let pending: [string, Uint8Array] | null = null;
+    let problem = false;
+    const it = this.db.iterator({ gte: startKey, lt: CHUNK_END });
+    try {
+      for (;;) {
+        const batch = await it.nextv(READ_BATCH);
+        if (batch.length === 0) break;
+        for (const e of batch) {
+          if (pending && v.chunk(pending[0], pending[1], false)) { problem = true; break; }
+          pending = e;
+        }
+        if (problem) break;
+      }
+    } finally {
+      await it.close();
+    }
+    let torn = null;
+    if (pending && !problem) {
+      const p = v.chunk(pending[0], pending[1], true);
+      if (p?.kind === 'torn') {
+        const split = (() => { try { return splitChunk(pending[1]); } catch { return null; } })();
+        torn = { key: pending[0], value: pending[1], tornAt: split?.tornAt ?? 0, first: seqOfKey(pending[0], CHUNK_PREFIX) ?? 0 };
+      }
+    }
+    return { result: v.finish(head), lastRec, torn };
   }
 
   private async repairTorn(key: string, value: Uint8Array, tornAt: number, lastGood: JournalRecord | null, first: number): Promise<void> {
@@ -416,7 +707,12 @@ export class Journal {
     const it = this.db.iterator({ gte: start, lt: CHUNK_END });
     try {
       for (;;) {
-        const entries = await it.nextv(READ_BATCH);
+        let entries;
+        try {
+          entries = await it.nextv(READ_BATCH);
+        } catch (err) {
+          throw levelReadError(err, this.dir, this.copyDir);
+        }
         if (entries.length === 0) return;
         yield entries;
       }
@@ -427,10 +723,24 @@ export class Journal {
 
   /** Decodes the records of one chunk with seq ≥ fromSeq. No chain check: that is verify(). */
   private static decodeChunk(key: string, value: Uint8Array, fromSeq: number, hash: boolean, out: JournalRecord[]): void {
-    const { entries, tornAt } = splitChunk(value);
-    if (tornAt !== null) throw chainError({ kind: 'torn', seq: seqOfKey(key, CHUNK_PREFIX) ?? 0, reason: 'torn-tail', message: `chunk ${key} ends inside a record` });
-    for (const e of entries) {
-      const rec = recordFromDecoded(e.raw, value.subarray(e.start, e.end), { hash });
+    const first = seqOfKey(key, CHUNK_PREFIX) ?? 0;
+    let split;
+    try {
+      split = splitChunk(value);
+    } catch (err) {
+      throw chainError({ kind: 'corrupt', seq: first, reason: 'undecodable', message: `chunk ${key}: ${(err as Error).message}` }, err);
+    }
+    if (split.tornAt !== null) throw chainError({ kind: 'torn', seq: first, reason: 'torn-tail', message: `chunk ${key} ends inside a record` });
+    for (const [i, e] of split.entries.entries()) {
+      let rec;
+      try {
+        rec = recordFromDecoded(e.raw, value.subarray(e.start, e.end), { hash });
+      } catch (err) {
+        const code = err instanceof ThinjournalError ? err.code : '';
+        if (code === 'ERR_UNKNOWN_VERSION') throw err; // a newer writer's record (format.md §9), not damage
+        const reason = code === 'ERR_BAD_EVENT' ? 'bad-event' : 'undecodable';
+        throw chainError({ kind: 'corrupt', seq: first + i, reason, message: `chunk ${key}, record ${i + 1}: ${(err as Error).message}` }, err);
+      }
       if (rec.seq >= fromSeq) out.push(rec);
     }
   }
@@ -480,7 +790,12 @@ export class Journal {
           });
         } catch (err) {
           if ((err as { incomplete?: boolean }).incomplete) throw chainError({ kind: 'torn', seq: seqOfKey(key, CHUNK_PREFIX) ?? 0, reason: 'torn-tail', message: `chunk ${key} ends inside a record` });
-          throw err;
+          if (err instanceof ThinjournalError && (err.code === 'ERR_JOURNAL_CORRUPT' || err.code === 'ERR_JOURNAL_TORN')) throw err;
+          // Bytes that do not decode, or an envelope that breaks the format: corruption of this chunk.
+          const code = err instanceof ThinjournalError ? err.code : '';
+          if (code === 'ERR_UNKNOWN_VERSION') throw err; // a newer writer's record (format.md §9), not damage
+          const reason = code === 'ERR_BAD_EVENT' ? 'bad-event' : 'undecodable';
+          throw chainError({ kind: 'corrupt', seq: seqOfKey(key, CHUNK_PREFIX) ?? 0, reason, message: `chunk ${key}: ${(err as Error).message}` }, err);
         }
         if (done) return n;
       }
@@ -488,13 +803,36 @@ export class Journal {
     return n;
   }
 
-  /** Walks the whole chain and every checkpoint; reports the first bad seq with its reason. Never throws for damage. */
+  /** The first key outside the v1 key spaces, in a full scan (verify: also malformed "c"/"r" keys). */
+  private async scanKeys(): Promise<string | null> {
+    for await (const k of this.db.keys()) {
+      if (k === META_KEY || k === HEAD_KEY) continue;
+      if (seqOfKey(k, CHUNK_PREFIX) !== null || seqOfKey(k, CHECKPOINT_PREFIX) !== null) continue;
+      return k;
+    }
+    return null;
+  }
+
+  /**
+   * Checks everything, in order, and reports the first problem (file or key or seq, and a reason): LevelDB's
+   * own files (as found at open), the key spaces and meta, then the whole chain (records, hashes, seqs, ts)
+   * against the head; every checkpoint is checked and listed. Never throws for damage.
+   */
   async verify(opts: VerifyOptions = {}): Promise<VerifyReport> {
     const h = await this.db.get(HEAD_KEY);
     let head: JournalHead | null = null;
     let headProblem: ChainResult | null = null;
     try { head = h ? decodeHead(h) : null; } catch (err) {
-      headProblem = { ok: false, records: 0, kind: 'corrupt', seq: 0, reason: 'undecodable', message: `head: ${(err as Error).message}` };
+      headProblem = { ok: false, records: 0, kind: 'corrupt', seq: 0, reason: 'undecodable', key: HEAD_KEY, message: `head: ${(err as Error).message}` };
+    }
+    const storeBad = storeVerdict(this.store);
+    if (!headProblem && storeBad) headProblem = { ok: false, records: 0, ...storeBad };
+    if (!headProblem) {
+      const k = await this.scanKeys();
+      if (k !== null) headProblem = { ok: false, records: 0, kind: 'corrupt', seq: 0, reason: 'foreign-key', key: k, message: `key ${JSON.stringify(k)} is outside the journal's key spaces (format.md §2)` };
+    }
+    if (!headProblem && !(await this.db.get(META_KEY)) && (head || (await this.lastChunk()))) {
+      headProblem = { ok: false, records: 0, kind: 'corrupt', seq: 0, reason: 'no-meta', key: META_KEY, message: 'the meta key "m" is missing but the journal holds records' };
     }
     const total = head?.seq ?? 0;
     let lastReport = 0;
@@ -513,10 +851,11 @@ export class Journal {
       if (problem) break;
     }
     if (pending && !problem) v.chunk(pending[0], pending[1], true);
-    const result = headProblem ?? v.finish(head);
+    const chain = v.finish(head);
+    const result = headProblem ? { ...headProblem, records: chain.records } : chain;
     opts.onProgress?.(result.records, total);
     const checkpoints = await this.checkCheckpoints();
-    return { result, checkpoints };
+    return { result, checkpoints, store: this.store };
   }
 
   private async recordAt(seq: number): Promise<JournalRecord | null> {
@@ -568,6 +907,14 @@ export class Journal {
     await this.db.put(checkpointKey(seq), encodeCheckpoint({ seq, recordHash: rec.hash, stateHash, state }), { sync: true });
   }
 
+  /** The checkpoint stored at `seq` if it is valid (format.md §7), else null. */
+  async checkpointAt<S = unknown>(seq: number): Promise<Checkpoint<S> | null> {
+    const value = await this.db.get(checkpointKey(seq));
+    if (!value || (await this.checkpointProblem(seq, value))) return null;
+    const c = decodeCheckpoint(value);
+    return { seq: c.seq, recordHash: c.recordHash, stateHash: c.stateHash, state: c.state as S };
+  }
+
   /**
    * The latest valid checkpoint (format.md §7), or null. Invalid ones on the way down are skipped and listed
    * in `skipped`. The caller must still compare its recomputed state hash with `stateHash`.
@@ -581,7 +928,7 @@ export class Journal {
         : await this.checkpointProblem(seq, value);
       if (problem) { skipped.push({ seq, message: problem.message }); continue; }
       const c = decodeCheckpoint(value);
-      return { seq: c.seq, stateHash: c.stateHash, state: c.state as S, skipped };
+      return { seq: c.seq, recordHash: c.recordHash, stateHash: c.stateHash, state: c.state as S, skipped };
     }
     return null;
   }

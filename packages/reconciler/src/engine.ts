@@ -7,7 +7,7 @@
  * serialises commit points anyway. Concurrent callers queue here; their intents still share group commits
  * with any other writer of the journal.
  */
-import { ThinjournalError, type JournalEvent, type JournalRecord } from '@thinjournal/spec';
+import { ThinjournalError, chainError, type ChainResult, type JournalEvent, type JournalRecord, type ReplayRecord } from '@thinjournal/spec';
 import type { Journal } from '@thinjournal/journal';
 import { Projection, decide, recordedTexts, stateHash, toPlain, fromPlain, type Command, type State } from '@thinjournal/model';
 import { thinPoolTable, thinTable, type Backend, type ThinPoolTableSpec } from '@thinjournal/dm';
@@ -58,8 +58,22 @@ export function poolTableSpec(p: PoolTableView): ThinPoolTableSpec {
 }
 
 /**
+ * Applies one record; a chain-valid record the model cannot apply is corruption of the journal (it does not
+ * describe a history the model can have), named by its seq, with the model's error as `cause`.
+ */
+function applyRecord(p: Projection, r: ReplayRecord): void {
+  try {
+    p.apply(r);
+  } catch (err) {
+    if (!(err instanceof ThinjournalError)) throw err;
+    throw chainError({ kind: 'corrupt', seq: r.seq, reason: 'model', message: `the model cannot apply record ${r.seq} (${r.type}): ${err.code}: ${err.message}` }, err);
+  }
+}
+
+/**
  * The journal's state: the latest valid checkpoint (its state hash re-verified: ERR_STATE_HASH_MISMATCH),
- * then the records after it. Reads only; works on a read-only journal.
+ * then the records after it. Reads only; works on a read-only journal. A record the model cannot apply is
+ * ERR_JOURNAL_CORRUPT (reason `model`, its seq named).
  */
 export async function loadState(journal: Journal, opts: { onProgress?: (applied: number) => void } = {}): Promise<State> {
   const cp = await journal.latestCheckpoint();
@@ -76,10 +90,42 @@ export async function loadState(journal: Journal, opts: { onProgress?: (applied:
   const p = new Projection(state);
   let n = 0;
   await journal.forEach((r) => {
-    p.apply(r);
+    applyRecord(p, r);
     if (opts.onProgress && ++n % 10_000 === 0) opts.onProgress(n);
   }, { fromSeq: from });
   return p.state;
+}
+
+/**
+ * The model's check of a whole journal (`verify`'s last step): every record from seq 1 applied to the model,
+ * and at every valid checkpoint the replayed state's hash compared with the one stored. Reports the first seq
+ * the model cannot apply (reason `model`); never throws for that. Run it after the chain verified.
+ */
+export async function verifyModel(journal: Journal, opts: { checkpoints?: readonly number[]; onProgress?: (applied: number) => void } = {}): Promise<ChainResult> {
+  const stored = new Map<number, string>();
+  for (const seq of opts.checkpoints ?? []) {
+    const cp = await journal.checkpointAt(seq);
+    if (cp) stored.set(seq, cp.stateHash);
+  }
+  const p = new Projection();
+  let n = 0;
+  let problem: ChainResult | null = null;
+  await journal.forEach((r) => {
+    if (problem) return;
+    try {
+      applyRecord(p, r);
+    } catch (err) {
+      problem = { ok: false, records: n, kind: 'corrupt', seq: r.seq, reason: 'model', message: (err as Error).message };
+      return;
+    }
+    n++;
+    const want = stored.get(r.seq);
+    if (want !== undefined && stateHash(p.state) !== want) {
+      problem = { ok: false, records: n, kind: 'corrupt', seq: r.seq, reason: 'model', message: `the state replayed to seq ${r.seq} hashes to ${stateHash(p.state)}, its checkpoint stored ${want}` };
+    }
+    if (opts.onProgress && n % 10_000 === 0) opts.onProgress(n);
+  });
+  return problem ?? { ok: true, records: n, last: null };
 }
 
 export class Engine {

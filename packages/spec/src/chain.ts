@@ -8,8 +8,14 @@ import {
   splitChunk, recordFromDecoded, sha256, seqOfKey, CHUNK_PREFIX, HASH_BYTES, type JournalRecord, type JournalHead,
 } from './codec.js';
 
+/**
+ * Why a journal fails verification (format.md §8). The first nine are found walking the chain; the rest
+ * above and below it: LevelDB's own files (`store`), the key spaces (`foreign-key`, `no-meta`) and the model
+ * (`model`: a chain-valid record the model cannot apply).
+ */
 export type ChainProblemReason =
-  | 'bad-hash' | 'gap' | 'undecodable' | 'unknown-version' | 'bad-event' | 'bad-key' | 'truncated' | 'head-mismatch' | 'torn-tail';
+  | 'bad-hash' | 'gap' | 'undecodable' | 'unknown-version' | 'bad-event' | 'bad-key' | 'truncated' | 'head-mismatch' | 'torn-tail'
+  | 'ts-backwards' | 'foreign-key' | 'no-meta' | 'store' | 'model';
 
 export interface ChainProblem {
   /** 'torn': the journal ends inside an unfinished chunk (repairable by dropping it); 'corrupt': anything else. */
@@ -17,6 +23,10 @@ export interface ChainProblem {
   readonly seq: number;
   readonly reason: ChainProblemReason;
   readonly message: string;
+  /** The LevelDB file (`store`) or key (`foreign-key`) the problem is in, where it is not a record. */
+  readonly file?: string;
+  readonly offset?: number | null;
+  readonly key?: string;
 }
 
 export type ChainResult =
@@ -30,8 +40,11 @@ const REASON_OF_CODE: Record<string, ChainProblemReason> = {
 };
 
 /** Turns a failed ChainResult into the coded error open()/verify() report. */
-export function chainError(r: ChainProblem): ThinjournalError {
-  return new ThinjournalError(r.kind === 'torn' ? 'ERR_JOURNAL_TORN' : 'ERR_JOURNAL_CORRUPT', `journal ${r.kind === 'torn' ? 'has a torn tail' : 'is corrupt'} at seq ${r.seq}: ${r.reason}: ${r.message}`, { seq: r.seq, reason: r.reason });
+export function chainError(r: ChainProblem, cause?: unknown): ThinjournalError {
+  const where = r.file !== undefined ? `in ${r.file}${r.offset !== undefined && r.offset !== null ? ` at offset ${r.offset}` : ''}` : r.key !== undefined ? `at key ${JSON.stringify(r.key)}` : `at seq ${r.seq}`;
+  return new ThinjournalError(r.kind === 'torn' ? 'ERR_JOURNAL_TORN' : 'ERR_JOURNAL_CORRUPT', `journal ${r.kind === 'torn' ? 'has a torn tail' : 'is corrupt'} ${where}: ${r.reason}: ${r.message}`, {
+    seq: r.seq, reason: r.reason, ...(r.file !== undefined ? { file: r.file, offset: r.offset ?? null } : {}), ...(r.key !== undefined ? { key: r.key } : {}), ...(cause !== undefined ? { cause } : {}),
+  });
 }
 
 /**
@@ -42,10 +55,16 @@ export function chainError(r: ChainProblem): ThinjournalError {
 export class ChainVerifier {
   private lastSeq = 0;
   private lastHash = GENESIS_HEX;
+  private lastTs = -Infinity;
   private problem: ChainProblem | null = null;
   records = 0;
 
-  constructor(private readonly onRecord?: (r: JournalRecord) => void, start?: JournalHead) {
+  /**
+   * `start`: the record before the first chunk fed (default: genesis). `anchor`: a record the chain must pass
+   * through with exactly this hash (a checkpoint's record), so that a walk started from a stored `prev` is
+   * bound to something verified before it.
+   */
+  constructor(private readonly onRecord?: (r: JournalRecord) => void, start?: JournalHead, private readonly anchor?: JournalHead) {
     if (start) { this.lastSeq = start.seq; this.lastHash = start.hash; }
   }
 
@@ -87,8 +106,15 @@ export class ChainVerifier {
         return this.fail('corrupt', want === 1 ? 1 : at, 'bad-hash',
           want === 1 ? 'the first record\'s prev is not the genesis hash' : `record ${want}'s prev is not the hash of record ${at}: one of them was altered`);
       }
+      if (rec.ts < this.lastTs) {
+        return this.fail('corrupt', want, 'ts-backwards', `record ${want}'s ts ${rec.ts} is before record ${want - 1}'s ${this.lastTs} (ts never decreases along the chain)`);
+      }
+      if (this.anchor && rec.seq === this.anchor.seq && rec.hash !== this.anchor.hash) {
+        return this.fail('corrupt', want, 'bad-hash', `record ${want} does not hash to the hash its checkpoint recorded: it, or a record before it, was altered`);
+      }
       this.lastSeq = rec.seq;
       this.lastHash = rec.hash;
+      this.lastTs = rec.ts;
       this.records++;
       this.onRecord?.(rec);
     }
