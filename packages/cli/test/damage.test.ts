@@ -243,7 +243,11 @@ function corpus(records: readonly JournalRecord[]): Case[] {
   out.push({
     name: 'a chain-valid DeviceDeleted of a device that does not exist, at the head', names: new RegExp(`seq ${head + 1}`),
     damage: (d) => withDb(d, async (db) => {
-      const last = records[records.length - 1]!;
+      const [key, value] = (await chunks(db)).at(-1)!;
+      const { entries } = splitChunk(value);
+      const e = entries.at(-1)!;
+      const last = recordFromDecoded(e.raw, value.subarray(e.start, e.end));
+      assert.is(last.seq, head, `${key} ends at the head`);
       const bytes = encodeRecord({ seq: head + 1, txId: last.txId, ts: last.ts, type: 'DeviceDeleted', actor: 'mallory', reason: '', body: { hash: 'no-such-device', deviceId: 9999 }, prev: Buffer.from(last.hash, 'hex') });
       await db.batch([{ type: 'put', key: chunkKey(head + 1), value: bytes }, { type: 'put', key: HEAD_KEY, value: encodeHead({ seq: head + 1, hash: sha256(bytes).toString('hex') }) }]);
     }),
@@ -288,7 +292,8 @@ test('damage corpus: every case detected and named, or verified with nothing ack
       const kernelAfter = JSON.stringify(await b.backend.poolMetadata(pristineName(b)));
       if (verify.code === EXIT.CORRUPT) {
         detected++;
-        const text = verify.out + verify.err;
+        // The JSON verdict names a seq as "seq":N; the text forms say "seq N".
+        const text = (verify.out + verify.err).replace(/"seq":(\d+)/g, 'seq $1');
         if (c.names && !c.names.test(text)) fail(`verify did not name ${c.names}: ${text.trim()}`);
         if (!/"kind":"(corrupt|torn)"|ERR_JOURNAL_(CORRUPT|TORN)/.test(text)) fail(`verify gave no verdict: ${text.trim()}`);
         if (dump.code !== EXIT.CORRUPT || !/ERR_JOURNAL_(CORRUPT|TORN)/.test(dump.err)) fail(`dump --verify: exit ${dump.code}: ${dump.err.trim()}`);

@@ -17,11 +17,7 @@ import {
   HEAD_KEY, checkEnvelope, type ReplayRecord, type JournalEvent, type JournalRecord, type JournalHead, type JournalMeta, type ChainResult,
   type EventType, type ChainProblem,
 } from '@thinjournal/spec';
-// TEMPORARY-STORE-SHIM (replaced by ./leveldb-files.js)
-interface StoreProblem { readonly file: string; readonly offset: number | null; readonly reason: string; readonly message: string }
-interface TornWrite { readonly file: string; readonly offset: number; readonly bytes: number; readonly message: string }
-function checkStore(_dir: string, _o?: { tables?: 'full' | 'footer' }): { problems: StoreProblem[]; torn: TornWrite[] } { return { problems: [], torn: [] }; }
-// END-TEMPORARY-STORE-SHIM
+import { checkStore, type StoreProblem, type TornWrite } from './leveldb-files.js';
 
 /** The LevelDB-shaped store the journal needs (classic-level, or any abstract-level database with these). */
 export type Store = ClassicLevel<string, Uint8Array>;
