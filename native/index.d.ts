@@ -1,5 +1,5 @@
-// Types of the @thinjournal/native addon. All calls are asynchronous (a libuv worker thread runs the system
-// call); sizes and sectors are numbers when they are safe integers, bigints beyond that.
+// Types of the @thinjournal/native addon. All calls but dmProbe are asynchronous (a libuv worker thread runs the
+// system call); sizes and sectors are numbers when they are safe integers, bigints beyond that.
 
 /** The rejection value of every call: an Error built from errno (never from message text). */
 export interface NativeError extends Error {
@@ -51,6 +51,17 @@ export interface DmListEntry {
 }
 
 export function dmVersion(): Promise<{ major: number; minor: number; patch: number }>;
+/** What opening a control node and one DM_VERSION on it gave: facts only (packages/dm decides what they mean). */
+export type DmProbeResult =
+  | { ok: true; version: { major: number; minor: number; patch: number } }
+  /** `error.syscall` is "open" or "DM_VERSION"; `error.path` is the node probed. */
+  | { ok: false; error: NativeError };
+/**
+ * Opens `path` (default /dev/mapper/control) O_RDWR|O_NONBLOCK on a descriptor of its own, issues DM_VERSION
+ * and closes it. Synchronous — the one call that is — because a backend is chosen before async work starts;
+ * never rejects or throws for a system-call failure (a TypeError for a path that is not a string).
+ */
+export function dmProbe(path?: string): DmProbeResult;
 export function dmListDevices(): Promise<DmListEntry[]>;
 export function dmListTargets(): Promise<{ name: string; version: [number, number, number] }[]>;
 /** DM_DEV_CREATE; with `table` also DM_TABLE_LOAD + resume. A failure after the create removes the device. */

@@ -1,6 +1,7 @@
 'use strict';
-// Loads the compiled addon. Every function returns a Promise and runs its system calls on a libuv worker
-// thread; failures reject with an Error carrying `code` (errno name), `errno`, `syscall`, `device`/`path`.
+// Loads the compiled addon. Every function but dmProbe returns a Promise and runs its system calls on a libuv
+// worker thread; failures reject with an Error carrying `code` (errno name), `errno`, `syscall`,
+// `device`/`path`. dmProbe is synchronous and returns its failure as a value (see index.d.ts).
 const path = require('node:path');
 
 function load() {

@@ -2,12 +2,14 @@
 //
 // Invariants:
 //  - Every exported call returns a Promise; the system calls run on a libuv worker thread (Napi::AsyncWorker)
-//    and never on the JS thread.
+//    and never on the JS thread. One exception: dmProbe (dm.cc) is synchronous, because a backend is chosen
+//    before asynchronous work starts; it is one non-blocking open and one DM_VERSION, answered at once.
 //  - Work functions touch no JS values: they receive plain C++ copies of the arguments and return a closure
 //    that builds the JS result on the JS thread.
 //  - A failed system call becomes a JS Error whose `code` is the errno's symbolic name (from the errno value,
 //    never from message text), with `errno` (positive number), `syscall`, and `device` / `path` when known.
-//  - No policy: nothing here retries, waits or decides; it translates calls.
+//  - No policy: nothing here retries, waits or decides; it translates calls. dmProbe too: it returns what the
+//    kernel answered, and TypeScript (packages/dm/src/probe.ts) decides what that means.
 #pragma once
 
 #include <napi.h>

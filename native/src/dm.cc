@@ -5,6 +5,10 @@
 // and the device. Nothing here retries a command for policy reasons; the only repeat is the documented
 // buffer-size protocol of read-only queries (the kernel sets DM_BUFFER_FULL_FLAG and we pass a larger
 // buffer), never of a command with effects.
+//
+// dmProbe reports what opening a control node and one DM_VERSION on it give, as facts (the version, or the
+// errno error of the failing call). What those facts mean — whether device-mapper is usable, and the
+// sentence that says why not — is decided in TypeScript (packages/dm/src/probe.ts), not here.
 #include <fcntl.h>
 #include <linux/dm-ioctl.h>
 #include <stddef.h>
@@ -46,9 +50,8 @@ void CheckName(const DmCall& c) {
   if (c.uuid.size() >= DM_UUID_LEN) fail(ENAMETOOLONG, c.cmdName, c.name);
 }
 
-DmReply DoIoctl(const DmCall& c) {
+DmReply DoIoctlOn(int fd, const DmCall& c) {
   CheckName(c);
-  int fd = ControlFd();
   size_t room = c.outRoom;
   for (;;) {
     size_t total = sizeof(dm_ioctl) + c.payload.size() + room;
@@ -77,6 +80,8 @@ DmReply DoIoctl(const DmCall& c) {
     return r;
   }
 }
+
+DmReply DoIoctl(const DmCall& c) { return DoIoctlOn(ControlFd(), c); }
 
 Info InfoOf(DmReply& r) {
   dm_ioctl* io = r.io();
@@ -284,6 +289,47 @@ Napi::Value Version(const Napi::CallbackInfo& info) {
       return o;
     };
   });
+}
+
+// dmProbe(path = "/dev/mapper/control") → { ok: true, version: {major, minor, patch} }
+//                                       | { ok: false, error }   (error: the errno Error of `open` or DM_VERSION)
+// Synchronous, the one exception to "every call returns a Promise" (common.h): a backend is chosen before
+// any asynchronous work starts (a CLI command's backendFor, a test runner deciding where to run), and the
+// probe is one open and one DM_VERSION, which the kernel answers at once. The node is opened O_NONBLOCK so
+// that a path naming a FIFO or a terminal cannot hold the JS thread in open(); dm's control node ignores
+// the flag. The descriptor is the probe's own and closed before returning: it is not the process's cached
+// control descriptor (ControlFd), so probing another path, or a path that fails, changes nothing for later
+// calls. Failures are results, not exceptions: a missing or dead device-mapper is an answer to the question.
+Napi::Value Probe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = kControl;
+  if (info.Length() > 0 && !info[0].IsUndefined()) path = ArgString(info, 0, "path");
+  uint32_t v[3] = {0, 0, 0};
+  bool ok = false;
+  SysError err{};
+  try {
+    Fd fd = OpenOrFail(path, O_RDWR | O_NONBLOCK);
+    DmReply r = DoIoctlOn(fd.get(), Call(DM_VERSION, "DM_VERSION", {}));
+    v[0] = r.io()->version[0];
+    v[1] = r.io()->version[1];
+    v[2] = r.io()->version[2];
+    ok = true;
+  } catch (const SysError& e) {
+    err = e;
+    if (err.path.empty()) err.path = path;
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("ok", ok);
+  if (ok) {
+    Napi::Object ver = Napi::Object::New(env);
+    ver.Set("major", v[0]);
+    ver.Set("minor", v[1]);
+    ver.Set("patch", v[2]);
+    o.Set("version", ver);
+  } else {
+    o.Set("error", MakeSysError(env, err).Value());
+  }
+  return o;
 }
 
 Napi::Value ListDevices(const Napi::CallbackInfo& info) {
@@ -561,6 +607,7 @@ Napi::Value EnsureDmNode(const Napi::CallbackInfo& info) {
 
 void InitDm(Napi::Env env, Napi::Object e) {
   e.Set("dmVersion", Napi::Function::New(env, Version, "dmVersion"));
+  e.Set("dmProbe", Napi::Function::New(env, Probe, "dmProbe"));
   e.Set("dmListDevices", Napi::Function::New(env, ListDevices, "dmListDevices"));
   e.Set("dmListTargets", Napi::Function::New(env, ListTargets, "dmListTargets"));
   e.Set("dmCreate", Napi::Function::New(env, Create, "dmCreate"));

@@ -1,6 +1,7 @@
 // The device-mapper ioctl path shared by the exported dm calls (dm.cc) and the plan executor (plan.cc).
-// Every dm ioctl goes through DoIoctl: one buffer layout, one place that fills the header, checks
-// DM_BUFFER_FULL_FLAG and turns a failure into a SysError naming the command and the device.
+// Every dm ioctl goes through DoIoctl (or DoIoctlOn, for a descriptor the caller opened): one buffer layout,
+// one place that fills the header, checks DM_BUFFER_FULL_FLAG and turns a failure into a SysError naming the
+// command and the device.
 #pragma once
 
 #include <linux/dm-ioctl.h>
@@ -47,7 +48,10 @@ struct TargetLine {
   std::string type, params;
 };
 
+// On the process's control descriptor (/dev/mapper/control, opened once and kept).
 DmReply DoIoctl(const DmCall& c);
+// On a descriptor the caller opened (dmProbe's own).
+DmReply DoIoctlOn(int fd, const DmCall& c);
 DmCall Call(unsigned long cmd, const char* cmdName, const std::string& name, uint32_t flags = 0);
 Info InfoOf(DmReply& r);
 Napi::Object InfoJs(Napi::Env env, const Info& i);

@@ -7,19 +7,21 @@
  * still there with its file. Finally the audit trail (`thinjournal dump`) and the snapshot tree
  * (`thinjournal lineage`) are printed, and everything is torn down.
  *
- * With device-mapper (root, /dev/mapper/control) it runs on the kernel. Without, it runs the same scenario on
- * the model backend (an in-memory dm-thin that holds no data) and says so on its first line; there the
- * "kill" is a machine crash simulated in-process (the model's kernel state lives in this process).
+ * It runs on the kernel where probeDeviceMapper (packages/dm) finds a device-mapper that answers DM_VERSION
+ * and the process is root (loop devices, mounts and device nodes need root). Otherwise it runs the same
+ * scenario on the model backend (an in-memory dm-thin that holds no data) and its first line says so, with
+ * the probe's reason; there the "kill" is a machine crash simulated in-process (the model's kernel state
+ * lives in this process).
  *
  * Exit status: 0 when every check of the scenario held, 1 otherwise.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { init, statusPairs, type Driver } from '@thinjournal/driver';
-import { KernelBackend, ModelBackend, type Backend } from '@thinjournal/dm';
+import { KernelBackend, ModelBackend, probeDeviceMapper } from '@thinjournal/dm';
 import { main, type Io } from './main.js';
 
 const OPTIONS = ['dm.loopdatasize=2G', 'dm.loopmetadatasize=64M', 'dm.basesize=256M', 'dm.fs=ext4'];
@@ -30,15 +32,18 @@ function check(ok: boolean, what: string): void {
   if (!ok) process.exitCode = 1;
 }
 
-function pickBackend(): { backend: Backend; kernel: boolean; why: string } {
-  if (existsSync('/dev/mapper/control') && process.getuid?.() === 0) {
-    try {
-      return { backend: new KernelBackend(), kernel: true, why: '' };
-    } catch (err) {
-      return { backend: new ModelBackend(), kernel: false, why: (err as Error).message };
-    }
+type Picked =
+  | { readonly kind: 'kernel'; readonly backend: KernelBackend; readonly why: string }
+  | { readonly kind: 'model'; readonly backend: ModelBackend; readonly why: string };
+
+/** The kernel where the probe says device-mapper answers and we are root; else the model, and why. */
+function pickBackend(): Picked {
+  const probe = probeDeviceMapper();
+  if (!probe.available) return { kind: 'model', backend: new ModelBackend(), why: probe.reason };
+  if (process.getuid?.() !== 0) {
+    return { kind: 'model', backend: new ModelBackend(), why: `not root (${probe.reason}, but the demo's loop devices, mounts and device nodes need root)` };
   }
-  return { backend: new ModelBackend(), kernel: false, why: existsSync('/dev/mapper/control') ? 'not root' : 'no /dev/mapper/control on this machine' };
+  return { kind: 'kernel', backend: new KernelBackend(), why: probe.reason };
 }
 
 /** A child process that begins `create c-crash` and is SIGKILLed after the kernel's create_snap. */
@@ -59,9 +64,11 @@ function killedChild(home: string): Promise<NodeJS.Signals | null> {
 }
 
 async function run(): Promise<void> {
-  const { backend, kernel, why } = pickBackend();
+  const picked = pickBackend();
+  const { backend, why } = picked;
+  const kernel = picked.kind === 'kernel';
   out(kernel
-    ? 'thinjournal demo — on this machine\'s device-mapper (kernel backend, loopback pool in a temporary home)'
+    ? `thinjournal demo — on this machine's device-mapper (kernel backend, loopback pool in a temporary home): ${why}`
     : `thinjournal demo — MODEL BACKEND: ${why}, so the same scenario runs on an in-memory model of dm-thin (no data is written; run as root on a host with device-mapper for the real thing)`);
   const top = mkdtempSync(path.join(os.tmpdir(), 'thinjournal-demo-'));
   const home = path.join(top, 'home');
@@ -105,7 +112,7 @@ async function run(): Promise<void> {
       void crashing.create('c-crash', 'layer-2');
       await new Promise((r) => setTimeout(r, 200));
       await crashing.deviceSet.journalHandle.close(); // the process is gone…
-      (backend as ModelBackend).crash(); // …and the machine lost its kernel state (pool, devices, mounts, loops)
+      picked.backend.crash(); // …and the machine lost its kernel state (pool, devices, mounts, loops)
       out('   model: the operation stopped there and the machine "lost power" (kernel state gone)');
     }
 

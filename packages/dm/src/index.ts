@@ -7,3 +7,7 @@ export * from './backend.js';
 export * from './plan.js';
 export { KernelBackend, loadNative, parseThinDump, type KernelBackendOptions } from './kernel.js';
 export { ModelBackend } from './model.js';
+export {
+  probeDeviceMapper, requireKernelBackend, decideDeviceMapper, gatherDmFacts, miscMinor, DM_CONTROL_PATH, PROC_MISC_PATH,
+  type DeviceMapperProbe, type DmFacts, type DmVersion, type NativeProbeFact, type ProbeOptions,
+} from './probe.js';

@@ -25,7 +25,7 @@ import {
   BASE_HASH, checkHash, decide, evolve, deferredDeletionOrder, hasDevice, joinMountOptions, listDevices, parseOptions, effectiveOptions,
   type Command, type Device, type DmOptions, type OptionsEnv, type PoolUsage, type State,
 } from '@thinjournal/model';
-import { KernelBackend, type Backend, type FsType } from '@thinjournal/dm';
+import { requireKernelBackend, type Backend, type FsType } from '@thinjournal/dm';
 import { Engine, type EngineOptions, type RecoveryResult } from '@thinjournal/reconciler';
 import { ThinpoolInitError, driverClosed } from './errors.js';
 import { checkHome, checkInside, devicePrefixFor, ensureDir, ensureSparseFile, growSparseFile, layoutOf, type Layout } from './layout.js';
@@ -73,7 +73,7 @@ export interface DevStatus {
 }
 
 export interface DeviceSetOptions {
-  /** The device-mapper backend. Default: the kernel's (ERR_NATIVE_UNAVAILABLE without /dev/mapper/control). */
+  /** The device-mapper backend. Default: the kernel's; ERR_NATIVE_UNAVAILABLE, with the reason, where probeDeviceMapper finds none usable. */
   readonly backend?: Backend;
   /** Who the journal records as the actor of the driver's operations. Default "thinjournal-driver". */
   readonly actor?: string;
@@ -829,11 +829,9 @@ function usage(used: number, total: number): DiskUsage {
   return { used, total, available: total - used };
 }
 
+/** The kernel's backend where device-mapper answers (probeDeviceMapper), else ERR_NATIVE_UNAVAILABLE saying why. */
 function defaultBackend(): Backend {
-  if (!existsSync('/dev/mapper/control')) {
-    throw new ThinjournalError('ERR_NATIVE_UNAVAILABLE', 'no /dev/mapper/control: this machine has no device-mapper (pass a ModelBackend to run on the model)');
-  }
-  return new KernelBackend();
+  return requireKernelBackend('pass a ModelBackend to run on the model');
 }
 
 /** What Docker probes before parsing options: xfs support and the dm version for deferred removal. */
