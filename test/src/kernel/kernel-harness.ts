@@ -6,7 +6,7 @@
 import { mkdtemp, open, readFile, readdir, rm, mkdir, truncate, writeFile, copyFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { KernelBackend, errnoOf, parseMountInfo } from '../../../packages/dm/dist/src/index.js';
+import { KernelBackend, errnoOf, parseMountInfo, probeDeviceMapper } from '../../../packages/dm/dist/src/index.js';
 import type { Harness } from '../conformance/harness.js';
 
 let shared: KernelBackend | null = null;
@@ -97,13 +97,6 @@ export async function removeKernelLeftovers(b: KernelBackend, dir: string, mine:
 /** Why the kernel suite cannot run here, or null when it can. */
 export async function kernelUnavailable(): Promise<string | null> {
   if (process.getuid?.() !== 0) return 'not root';
-  try {
-    await readFile('/proc/misc', 'utf8').then((t) => {
-      if (!/\bdevice-mapper\b/.test(t)) throw new Error('no device-mapper in /proc/misc');
-    });
-    new KernelBackend();
-  } catch (err) {
-    return (err as Error).message;
-  }
-  return null;
+  const probe = probeDeviceMapper();
+  return probe.available ? null : probe.reason;
 }
