@@ -12,9 +12,12 @@ export const ERROR_CODES = {
   ERR_SEQ_GAP: 'Record sequence numbers are not contiguous (a record was deleted or inserted).',
   ERR_BAD_KEY: "A record is stored under a key that does not match its own `seq`.",
   // journal
+  ERR_NO_JOURNAL: 'There is no journal at the path (it does not exist, or is an empty directory); nothing was created. Only `init` (and the driver\'s first start) create one.',
+  ERR_NOT_A_JOURNAL: 'The path exists but is not a journal: a file, or a directory holding something other than a LevelDB database of thinjournal records; nothing was changed.',
+  ERR_JOURNAL_ACCESS: 'The journal could not be read for lack of permission (EACCES/EPERM, in `errno`); nothing was changed.',
   ERR_JOURNAL_LOCKED: 'Another process (or another open handle) holds the journal; it was not opened.',
-  ERR_JOURNAL_CORRUPT: 'The journal failed verification; the error names the first bad seq and the reason (see `reason`).',
-  ERR_JOURNAL_TORN: 'The journal ends in an incomplete group-commit batch (a torn tail): distinct from corruption.',
+  ERR_JOURNAL_CORRUPT: 'The journal failed verification; the error names the first bad seq, or the LevelDB file and offset (`file`, `offset`), or the key (`key`), and the reason (`reason`, journal-spec/format.md §8).',
+  ERR_JOURNAL_TORN: 'The journal ends in an incomplete write (a torn tail: a torn last chunk, or a torn final write of LevelDB\'s log, `file`/`offset`): distinct from corruption; dropped only on an operator\'s word (`repairTornTail`).',
   ERR_JOURNAL_READONLY: 'A durable write failed earlier; the journal is fail-stopped and read-only until reopened.',
   ERR_JOURNAL_CLOSED: 'The journal was closed.',
   ERR_CHECKPOINT_INVALID: 'A stored checkpoint does not match its hash or the chain at its seq.',
@@ -38,7 +41,7 @@ export const ERROR_CODES = {
   ERR_DM_STATUS: 'A device-mapper status or table line does not have the format this build parses; the line is in `line`.',
   ERR_FS_UNKNOWN: 'A block device holds no filesystem this build recognises (ext4, xfs) at its superblock.',
   ERR_FS_TOOL: 'A filesystem tool (mkfs, resize2fs, xfs_growfs, thin_ls…) failed; `tool`, `status` (exit status) and `stderr` are set.',
-  ERR_NATIVE_UNAVAILABLE: 'The native addon (@thinjournal/native) is not built or cannot load; the kernel backend is unavailable.',
+  ERR_NATIVE_UNAVAILABLE: 'The kernel backend is unavailable: the native addon (@thinjournal/native) is not built or cannot load, or probeDeviceMapper found no device-mapper that answers DM_VERSION (the message is its reason).',
   // driver (packages/driver) and CLI
   ERR_THINPOOL_INIT: "The seed's ThinpoolInitError: the pool could not be set up or adopted (base image UUID or filesystem differs from the journal's, a metadata device holding a pool the journal does not know, drift at start-up, an option that cannot change); the underlying error is the `cause`.",
   ERR_BAD_PATH: 'A home or mount path is not an absolute, normalised path (without NUL) inside the driver\'s home.',
