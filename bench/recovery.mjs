@@ -1,9 +1,9 @@
 // pnpm bench recovery — recovery time (open + latest checkpoint + tail replay + plan) against history length,
 // on the model backend; and journal syncs per operation with 64 operations issued at once.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Journal } from '../packages/journal/dist/src/index.js';
+import { Journal, checkStore } from '../packages/journal/dist/src/index.js';
 import { Projection, decide, stateHash, toPlain } from '../packages/model/dist/src/index.js';
 import { ModelBackend } from '../packages/dm/dist/src/index.js';
 import { Engine } from '../packages/reconciler/dist/src/index.js';
@@ -71,6 +71,26 @@ async function timeRecovery(dir, backend) {
   return { open: Number(t1 - t0) / 1e6, plan: Number(t2 - t1) / 1e6, verdict: r.plan.verdict };
 }
 
+/** The checks of LevelDB's own files a writer (footer) and a reader (every block) run before LevelDB opens. */
+function timeStoreCheck(dir) {
+  const bytes = readdirSync(dir).reduce((n, f) => n + statSync(path.join(dir, f)).size, 0);
+  const time = (tables) => {
+    const t0 = process.hrtime.bigint();
+    const r = checkStore(dir, { tables });
+    if (r.problems.length) throw new Error(`store check found damage in a fresh journal: ${r.problems[0].message}`);
+    return Number(process.hrtime.bigint() - t0) / 1e6;
+  };
+  return { bytes, footer: time('footer'), full: time('full') };
+}
+
+async function timeReaderOpen(dir) {
+  const t0 = process.hrtime.bigint();
+  const j = await Journal.openReader(dir);
+  const t1 = process.hrtime.bigint();
+  await j.close();
+  return Number(t1 - t0) / 1e6;
+}
+
 async function syncsPerOp() {
   const base = mkdtempSync(path.join(os.tmpdir(), 'thinjournal-bench-syncs-'));
   try {
@@ -94,7 +114,10 @@ export default async function main() {
   const sizes = (process.env.BENCH_SIZES || '1000,10000,100000,1000000').split(',').map(Number);
   const every = Number(process.env.BENCH_CHECKPOINT_EVERY || 10000);
   console.log(`recovery benchmark: model backend; checkpoint every ${every} events; times in ms (open = journal open + checkpoint + tail replay; plan = kernel read + planRecovery)`);
-  console.log(`${'events'.padStart(9)} ${'build s'.padStart(8)} ${'open'.padStart(8)} ${'plan'.padStart(8)} ${'total'.padStart(8)}  ${'no-ckpt open'.padStart(12)}  verdict`);
+  console.log("  (the open includes the writer's check of LevelDB's files — log and manifest records, every table block — and the");
+  console.log('   chain walk from the latest checkpoint; store footer/full = that check alone, and a reader\'s every-block check;');
+  console.log('   reader = Journal.openReader: private copy + full check + LevelDB open)');
+  console.log(`${'events'.padStart(9)} ${'build s'.padStart(8)} ${'open'.padStart(8)} ${'plan'.padStart(8)} ${'total'.padStart(8)}  ${'no-ckpt open'.padStart(12)}  ${'MiB'.padStart(6)} ${'footer'.padStart(7)} ${'full'.padStart(7)} ${'reader'.padStart(7)}  verdict`);
   for (const n of sizes) {
     const base = mkdtempSync(path.join(os.tmpdir(), 'thinjournal-bench-rec-'));
     try {
@@ -110,7 +133,9 @@ export default async function main() {
         const q = await timeRecovery(path.join(base, 'k'), backend);
         noCk = q.open.toFixed(0);
       }
-      console.log(`${String(n).padStart(9)} ${buildS.toFixed(1).padStart(8)} ${r.open.toFixed(0).padStart(8)} ${r.plan.toFixed(0).padStart(8)} ${(r.open + r.plan).toFixed(0).padStart(8)}  ${noCk.padStart(12)}  ${r.verdict}`);
+      const st = timeStoreCheck(path.join(base, 'j'));
+      const reader = await timeReaderOpen(path.join(base, 'j'));
+      console.log(`${String(n).padStart(9)} ${buildS.toFixed(1).padStart(8)} ${r.open.toFixed(0).padStart(8)} ${r.plan.toFixed(0).padStart(8)} ${(r.open + r.plan).toFixed(0).padStart(8)}  ${noCk.padStart(12)}  ${(st.bytes / 2 ** 20).toFixed(1).padStart(6)} ${st.footer.toFixed(1).padStart(7)} ${st.full.toFixed(1).padStart(7)} ${reader.toFixed(0).padStart(7)}  ${r.verdict}`);
     } finally { rmSync(base, { recursive: true, force: true }); }
   }
   const s = await syncsPerOp();

@@ -286,8 +286,14 @@ test('damage corpus: every case detected and named, or verified with nothing ack
       const sameAfterDump = fingerprint(b.home) === before;
       const dry = await run(['recover', '--home', b.home, '--dry-run'], b.backend);
       const sameAfterDry = fingerprint(b.home) === before;
-      if (sameAfterVerify && sameAfterDump && sameAfterDry) unchanged++;
-      else fail(`read-only commands changed the directory (verify ${sameAfterVerify}, dump ${sameAfterDump}, recover --dry-run ${sameAfterDry})`);
+      const others: string[] = [];
+      for (const args of [['dump'], ['tail', '-n', '5'], ['ls'], ['lineage'], ['replay', '--dry-run'], ['verify', '--kernel']]) {
+        const r = await run([...args, '--home', b.home], b.backend);
+        if (fingerprint(b.home) !== before) others.push(args.join(' '));
+        if (verify.code === EXIT.CORRUPT && args[0] !== 'tail' && args[0] !== 'dump' && r.code !== EXIT.CORRUPT) fail(`${args.join(' ')} exit ${r.code} on a damaged journal: ${r.err.trim()}`);
+      }
+      if (sameAfterVerify && sameAfterDump && sameAfterDry && others.length === 0) unchanged++;
+      else fail(`read-only commands changed the directory (verify ${sameAfterVerify}, dump --verify ${sameAfterDump}, recover --dry-run ${sameAfterDry}${others.length ? `; also ${others.join(', ')}` : ''})`);
       const create = await run(['create', 'newlayer', '--home', b.home], b.backend);
       const kernelAfter = JSON.stringify(await b.backend.poolMetadata(pristineName(b)));
       if (verify.code === EXIT.CORRUPT) {
