@@ -3,7 +3,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { chunkKey, encodeHead, encodeRecord, HEAD_KEY, META_KEY, recordFromDecoded, sha256, splitChunk } from '@thinjournal/spec';
 import { Journal } from '../src/index.js';
@@ -212,6 +212,67 @@ test('ts going backwards along a re-hashed chain is corruption (ts-backwards)', 
     assert.is(v.ok, false);
     if (!v.ok) { assert.is(v.reason, 'ts-backwards'); assert.is(v.seq, 5); }
     await expectCode(Journal.open(dir), 'ERR_JOURNAL_CORRUPT');
+  } finally { cleanup(); }
+});
+
+/** A closed journal whose last commits are still in LevelDB's log (not yet compacted into a table). */
+async function withLog(dir: string): Promise<string> {
+  const j = await Journal.open(dir);
+  for (let i = 0; i < 40; i++) await j.append([created(i)]);
+  await j.close();
+  const logs = readdirSync(dir).filter((n) => n.endsWith('.log'));
+  assert.ok(logs.length >= 1 && statSync(path.join(dir, logs.at(-1)!)).size > 1000, 'records in the log');
+  return path.join(dir, logs.at(-1)!);
+}
+
+test('a flipped bit in LevelDB\'s log: the writer refuses before LevelDB opens (file and offset named, no byte changed); readers report it', async () => {
+  const { dir, cleanup } = tmpdir('log-flip');
+  try {
+    const log = await withLog(dir);
+    const b = readFileSync(log);
+    const at = Math.floor(b.length * 0.4);
+    b[at] = b[at]! ^ 0x10;
+    writeFileSync(log, b);
+    const before = fingerprint(dir);
+    const e = await expectCode(Journal.open(dir), 'ERR_JOURNAL_CORRUPT');
+    assert.match(e.message, new RegExp(`${path.basename(log)}.*offset \\d+`));
+    assert.is((e as unknown as { reason: string }).reason, 'store');
+    assert.is(fingerprint(dir), before, 'the writer left the journal untouched');
+    await expectCode(Journal.openReader(dir), 'ERR_JOURNAL_CORRUPT');
+    const r = await Journal.openReader(dir, { allowDamage: true });
+    const v = await r.verify();
+    await r.close();
+    assert.is(v.result.ok, false);
+    if (!v.result.ok) { assert.is(v.result.reason, 'store'); assert.is(v.result.file, path.basename(log)); }
+    assert.is(fingerprint(dir), before);
+  } finally { cleanup(); }
+});
+
+test('LevelDB\'s log cut short: a torn tail, refused until an operator says repairTornTail, then dropped and reported', async () => {
+  const { dir, cleanup } = tmpdir('log-torn');
+  try {
+    const log = await withLog(dir);
+    truncateSync(log, statSync(log).size - 20);
+    const before = fingerprint(dir);
+    const e = await expectCode(Journal.open(dir), 'ERR_JOURNAL_TORN');
+    assert.match(e.message, new RegExp(path.basename(log)));
+    assert.is(fingerprint(dir), before, 'refused without a change');
+    const r = await Journal.openReader(dir, { allowDamage: true });
+    const v = (await r.verify()).result;
+    await r.close();
+    assert.is(v.ok, false);
+    if (!v.ok) { assert.is(v.kind, 'torn'); assert.is(v.reason, 'torn-tail'); }
+    const j = await Journal.open(dir, { repairTornTail: true });
+    assert.ok(j.repaired, 'the drop is reported');
+    assert.is(j.repaired!.file, path.basename(log));
+    assert.is(j.repaired!.fromSeq, j.head().seq + 1);
+    assert.ok(j.head().seq < 40, 'the torn commit is gone');
+    assert.ok(j.head().seq >= 39, 'only the torn commit');
+    await j.append([created(99)]);
+    await j.close();
+    const again = await Journal.openReader(dir);
+    assert.is((await again.verify()).result.ok, true);
+    await again.close();
   } finally { cleanup(); }
 });
 
