@@ -3,12 +3,33 @@
 // `CODE:` on stderr, --json parsed back, and the kernel checked directly after each change.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync, readFileSync, readdirSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
 import { KernelBackend } from '../../../packages/dm/dist/src/index.js';
 import { main, EXIT, type Io } from '../../../packages/cli/dist/src/index.js';
 import { kernelUnavailable } from './kernel-harness.js';
+
+const BIN = fileURLToPath(new URL('../../../packages/cli/bin/thinjournal.js', import.meta.url));
+
+/** A real reader process (its own LevelDB), as an operator's `thinjournal dump` beside the daemon. */
+function reader(args: string[]): Promise<{ code: number | null; err: string }> {
+  return new Promise((resolve) => {
+    const c = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    c.stderr.on('data', (d) => (err += d));
+    c.on('close', (code) => resolve({ code, err }));
+  });
+}
+
+function fingerprint(dir: string): string {
+  const h = createHash('sha256');
+  for (const n of readdirSync(dir).sort()) { h.update(n + '\0'); h.update(readFileSync(path.join(dir, n))); }
+  return h.digest('hex');
+}
 
 const SMALL = ['--opt', 'dm.loopdatasize=256M', '--opt', 'dm.loopmetadatasize=16M', '--opt', 'dm.basesize=64M', '--opt', 'dm.fs=ext4'];
 
@@ -38,6 +59,22 @@ if (why) {
       assert.ok(await backend.info(init.poolName), 'pool device exists');
 
       await ok('create', 'l1');
+      // Readers never take the writer's lock nor write: device operations go on while dump and ls read, and a
+      // reader alone leaves every byte of the journal as it was.
+      for (let i = 0; i < 2; i++) {
+        const reads = Promise.all([reader(['dump', '--home', home]), reader(['ls', '--home', home])]);
+        await ok('create', `r${i}`);
+        for (const r of await reads) assert.is(r.code, 0, r.err);
+      }
+      const jdir = path.join(home, 'journal');
+      const before = fingerprint(jdir);
+      for (const args of [['verify'], ['dump'], ['ls'], ['recover', '--dry-run']]) {
+        const r = await reader([...args, '--home', home]);
+        assert.is(r.code, 0, `${args.join(' ')}: ${r.err}`);
+        assert.is(fingerprint(jdir), before, `${args.join(' ')} changed the journal`);
+      }
+      await ok('rm', 'r0');
+      await ok('rm', 'r1');
       const c1 = await ok('snapshot', 'c1', '--from', 'l1');
       assert.ok(Number.isInteger(c1.deviceId));
       const m = await ok('mount', 'c1');
