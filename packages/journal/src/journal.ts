@@ -396,6 +396,11 @@ export class Journal {
   /** What the check of LevelDB's files found at open (damage only for a reader opened with allowDamage). */
   store: StoreState = { problems: [], torn: [] };
 
+  /** The verdict of that check — its first damage, else its torn final write — or null. */
+  storeProblem(): ChainProblem | null {
+    return storeVerdict(this.store);
+  }
+
   /** The first key outside the v1 key spaces (format.md §2), or null. Five bounded seeks, not a scan. */
   private async foreignKey(): Promise<string | null> {
     const gaps: { gte?: string; gt?: string; lt?: string }[] = [
