@@ -9,13 +9,14 @@
  *
  * Options: `--opt dm.key=value` is taken by `init` only. The pool records the options in force when it was
  * set up (PoolInitialised.options, in effectiveOptions' form); every later call re-derives its option list
- * from the journal (optionsFromRecorded), so nobody has to repeat them.
+ * from the journal (optionsFromRecorded), so nobody has to repeat them. Since the journal records options only
+ * at set-up, a later `init --opt` may change only what has an event of its own (checkOptionChanges).
  */
-import { existsSync, rmdirSync } from 'node:fs';
+import { accessSync, constants as fsConstants, existsSync, mkdirSync, rmdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { ThinjournalError } from '@thinjournal/spec';
+import { ThinjournalError, isCode } from '@thinjournal/spec';
 import { Journal } from '@thinjournal/journal';
-import { BASE_HASH, OPTION_NAMES, checkHash, recordedTexts, type State } from '@thinjournal/model';
+import { BASE_HASH, OPTION_NAMES, checkHash, effectiveOptions, parseOptions, recordedTexts, type State } from '@thinjournal/model';
 import { loadState } from '@thinjournal/reconciler';
 import type { Backend } from '@thinjournal/dm';
 import { init, statusPairs, type Driver, type Status } from '@thinjournal/driver';
@@ -43,9 +44,10 @@ export function optionKey(option: string): string {
  *
  * `baseSize`: the base image's current size. The recorded dm.basesize is the size at set-up; the base may
  * have grown since (init --opt dm.basesize=…), and the driver refuses a dm.basesize below the base's size,
- * so the larger of the two is passed.
+ * so the larger of the two is passed. `dataSize`: a loopback pool's current data size, for dm.loopdatasize
+ * in the same way (init --opt dm.loopdatasize=… grows the pool).
  */
-export function optionsFromRecorded(recorded: Readonly<Record<string, string>>, baseSize?: number): string[] {
+export function optionsFromRecorded(recorded: Readonly<Record<string, string>>, baseSize?: number, dataSize?: number): string[] {
   const out: string[] = [];
   const known = OPTION_NAMES as readonly string[];
   const keys = Object.keys(recorded).sort((a, b) => (known.indexOf(a) + 1 || Infinity) - (known.indexOf(b) + 1 || Infinity) || (a < b ? -1 : 1));
@@ -56,8 +58,9 @@ export function optionsFromRecorded(recorded: Readonly<Record<string, string>>, 
       continue;
     }
     if (text.trim() === '') continue;
-    if (key === 'dm.basesize' && baseSize !== undefined && /^\d+$/.test(text) && baseSize > Number(text)) {
-      out.push(`${key}=${baseSize}`);
+    const grown = key === 'dm.basesize' ? baseSize : key === 'dm.loopdatasize' ? dataSize : undefined;
+    if (grown !== undefined && /^\d+$/.test(text) && grown > Number(text)) {
+      out.push(`${key}=${grown}`);
       continue;
     }
     out.push(`${key}=${text}`);
@@ -91,8 +94,15 @@ export function mergeOptions(recorded: readonly string[], given: readonly string
 /** The journal's state, or null when the home has no journal yet. Nothing is created. */
 async function readState(home: string): Promise<State | null> {
   const dir = path.join(home, 'journal');
-  if (!existsSync(dir)) return null;
-  const j = await Journal.open(dir, { readOnly: true });
+  let j: Journal;
+  try {
+    j = await Journal.openReader(dir);
+  } catch (err) {
+    // No journal yet is "no pool" (init makes one); a home that is a file, a foreign directory or one we may
+    // not read is refused with its own code, and nothing is created.
+    if (isCode(err, 'ERR_NO_JOURNAL')) return null;
+    throw err;
+  }
   try {
     return await loadState(j);
   } finally {
@@ -104,8 +114,130 @@ async function readState(home: string): Promise<State | null> {
 function optionsFor(state: State | null, given: readonly string[]): string[] {
   const pool = state?.pool;
   if (!pool) return [...given];
-  const recorded = optionsFromRecorded(pool.options, state!.devices.get(BASE_HASH)?.size);
+  const recorded = optionsFromRecorded(pool.options, state!.devices.get(BASE_HASH)?.size, pool.loopback ? pool.dataSize : undefined);
   return mergeOptions(recorded, given);
+}
+
+/** `key=value` as a message shows it (quoted when the value has spaces, e.g. a dm.mkfsarg). */
+function showOption(key: string, text: string): string {
+  return /\s/.test(text) || text === '' ? `${key}=${JSON.stringify(text)}` : `${key}=${text}`;
+}
+
+/** A recorded option as the texts it was given with: repeatable ones are JSON arrays; absent is none. */
+function recordedShown(key: string, text: string | undefined): string {
+  const texts = text === undefined ? [] : REPEATABLE.has(key) ? recordedTexts(text) : [text];
+  return texts.length === 0 ? `without ${key}` : `with ${texts.map((t) => showOption(key, t)).join(' ')}`;
+}
+
+/**
+ * `init --opt …` on a home that has a pool. The journal records the options once, at set-up
+ * (PoolInitialised.options), and every later call runs with those, so an option given now takes effect only
+ * where an event records the change:
+ *   - dm.basesize above the base image's size: the base grows (the driver journals DeviceResized at open);
+ *   - dm.loopdatasize above a loopback pool's data size: the pool grows (PoolResized, the returned `growData`);
+ *   - the same value as in force: nothing to do.
+ * Anything else — another value of any other option, or one of those two below the current size — would be
+ * in force for this one call and silently gone at the next, so it is refused (ERR_BAD_OPTION naming the
+ * option and both values) before anything is touched. Malformed or conflicting options are ERR_BAD_OPTION
+ * from the parser, also before anything is touched. Values are compared in effectiveOptions' normal form
+ * (sizes in bytes, booleans true/false), so `64M` and `67108864` are the same value.
+ */
+function checkOptionChanges(state: State, given: readonly string[]): { growData: number | null } {
+  const pool = state.pool!;
+  const merged = optionsFor(state, given);
+  // Probed facts (xfs, deferred removal) are the driver's to check with the kernel at open; here the
+  // permissive defaults only normalise the values.
+  const now = effectiveOptions(parseOptions(merged, {}));
+  const texts = new Map<string, string[]>();
+  for (const o of given) {
+    const k = optionKey(o);
+    texts.set(k, [...(texts.get(k) ?? []), o.slice(o.indexOf('=') + 1).trim()]);
+  }
+  const shownGiven = (k: string) => texts.get(k)!.map((t) => showOption(k, t)).join(' ');
+  let growData: number | null = null;
+  for (const key of texts.keys()) {
+    const value = now[key];
+    const recorded = pool.options[key];
+    if (key === 'dm.basesize' || (key === 'dm.loopdatasize' && pool.loopback)) {
+      const current = key === 'dm.basesize' ? state.devices.get(BASE_HASH)?.size ?? Number(recorded) : pool.dataSize;
+      const what = key === 'dm.basesize' ? 'the base image' : 'the pool\'s data';
+      if (Number(value) < current) {
+        throw new ThinjournalError('ERR_BAD_OPTION', `${shownGiven(key)}: ${what} is ${current} bytes now (the pool was set up ${recordedShown(key, recorded)}); it can only grow`, { option: key, text: texts.get(key)!.join(' ') });
+      }
+      if (key === 'dm.loopdatasize' && Number(value) > current) growData = Number(value);
+      continue;
+    }
+    if (value !== recorded) {
+      throw new ThinjournalError('ERR_BAD_OPTION', `${shownGiven(key)}: the pool was set up ${recordedShown(key, recorded)}; this option cannot change after init (the journal records options once, at set-up)`, { option: key, text: texts.get(key)!.join(' ') });
+    }
+  }
+  return { growData };
+}
+
+/** `EACCES (permission denied)`: the errno and its text from a Node file-system error's message. */
+function errnoText(errno: string, err: unknown): string {
+  const m = /^[A-Z]+: ([^,]+),/.exec(err instanceof Error ? err.message : '');
+  return m ? `${errno} (${m[1]})` : errno;
+}
+
+const homeError = (home: string, message: string, cause?: unknown) => new ThinjournalError('ERR_BAD_PATH', message, { path: home, ...(cause === undefined ? {} : { cause }) });
+const errnoOf = (err: unknown) => (err as { code?: string }).code ?? 'EIO';
+
+/**
+ * init's home must be a directory this process can write, or be creatable in one. Checked before anything
+ * is read or made; returns the missing components, outermost first (for makeHome). Errors are ERR_BAD_PATH
+ * naming the path and the errno.
+ */
+function homeToMake(home: string): string[] {
+  const bad = (message: string, cause?: unknown) => homeError(home, message, cause);
+  const code = errnoOf;
+  const errno = (err: unknown) => errnoText(code(err), err);
+  const missing: string[] = [];
+  for (let p = home; ; p = path.dirname(p)) {
+    let st;
+    try {
+      st = statSync(p);
+    } catch (err) {
+      // ENOTDIR: a file further up; the walk reaches it and says so.
+      if (code(err) !== 'ENOENT' && code(err) !== 'ENOTDIR') throw bad(`home ${JSON.stringify(home)} cannot be used: stat ${JSON.stringify(p)}: ${errno(err)}`, err);
+      missing.unshift(p);
+      continue;
+    }
+    if (!st.isDirectory()) {
+      throw bad(p === home ? `home ${JSON.stringify(home)} is not a directory (a file is in the way)` : `home ${JSON.stringify(home)} cannot be created: ${JSON.stringify(p)} is not a directory`);
+    }
+    try {
+      accessSync(p, fsConstants.W_OK | fsConstants.X_OK);
+    } catch (err) {
+      throw bad(p === home ? `home ${JSON.stringify(home)} is not writable: ${errno(err)}` : `home ${JSON.stringify(home)} cannot be created in ${JSON.stringify(p)}: ${errno(err)}`, err);
+    }
+    break;
+  }
+  return missing;
+}
+
+/**
+ * Makes the missing components of init's home one at a time (0700, like the driver's), so that one that
+ * cannot be made is named with its errno — Node's recursive mkdir spins forever where mkdir gives ENOENT under
+ * an existing parent (/proc).
+ */
+function makeHome(home: string, missing: readonly string[]): void {
+  for (const dir of missing) {
+    try {
+      mkdirSync(dir, { mode: 0o700 });
+    } catch (err) {
+      if (errnoOf(err) === 'EEXIST' && statSync(dir).isDirectory()) continue;
+      throw homeError(home, `home ${JSON.stringify(home)} cannot be created: mkdir ${JSON.stringify(dir)}: ${errnoText(errnoOf(err), err)}`, err);
+    }
+  }
+}
+
+/** A file-system failure inside home that reached us without a code of ours (mkdir, open, chmod …): ERR_BAD_PATH. */
+function homeFailure(home: string, err: unknown): unknown {
+  if (err instanceof ThinjournalError || typeof err !== 'object' || err === null) return err;
+  const e = err as { code?: unknown; syscall?: unknown; path?: unknown };
+  if (typeof e.code !== 'string' || typeof e.syscall !== 'string' || typeof e.path !== 'string') return err;
+  return new ThinjournalError('ERR_BAD_PATH', `home ${JSON.stringify(home)}: ${e.syscall} ${JSON.stringify(e.path)}: ${errnoText(e.code, err)}`, { path: e.path, cause: err });
 }
 
 interface Opened {
@@ -114,6 +246,8 @@ interface Opened {
   /** The journal had no pool before this call (init set it up). */
   readonly created: boolean;
   readonly options: readonly string[];
+  /** init --opt dm.loopdatasize above the pool's data size: the size to grow the pool to (see checkOptionChanges). */
+  readonly growData: number | null;
 }
 
 /**
@@ -125,21 +259,35 @@ interface Opened {
 async function openDriver(v: Record<string, unknown>, io: Io, given: readonly string[] | null): Promise<Opened> {
   const home = absoluteHome(v, io);
   const backend = backendFor(io);
-  let state = await readState(home);
+  // init: a home that is a file or cannot be made is named as such (ERR_BAD_PATH), before the journal is looked for.
+  const missing = given === null ? [] : homeToMake(home);
+  const state = await readState(home);
   if (given === null && !state?.pool) {
     throw new ThinjournalError('ERR_POOL_NOT_INITIALISED', `${home} has no pool: run \`thinjournal init --home ${home} [--opt dm.key=value]…\` first`);
   }
+  let growData: number | null = null;
+  if (state?.pool && given !== null && given.length > 0) ({ growData } = checkOptionChanges(state, given));
   const options = optionsFor(state, given ?? []);
-  const driver = await init(home, options, {}, {
-    backend, workers: false, actor: ACTOR,
-    logger: (level, message) => io.stderr.write(`devmapper(${level}): ${message}\n`),
-  });
+  if (given !== null) {
+    // Malformed options are refused before the home is made (the driver parses them again, with the kernel's facts).
+    if (!state?.pool) parseOptions(options, {});
+    makeHome(home, missing);
+  }
+  let driver: Driver;
+  try {
+    driver = await init(home, options, {}, {
+      backend, workers: false, actor: ACTOR,
+      logger: (level, message) => io.stderr.write(`devmapper(${level}): ${message}\n`),
+    });
+  } catch (err) {
+    throw homeFailure(home, err);
+  }
   try {
     await driver.deviceSet.cleanupDeferred();
   } catch (err) {
     io.stderr.write(`warning: deferred work: ${(err as Error).message}\n`);
   }
-  return { driver, home: driver.home, created: !state?.pool, options };
+  return { driver, home: driver.home, created: !state?.pool, options, growData };
 }
 
 /** Runs `fn` on an opened driver and closes it (the kernel is left as it is). */
@@ -218,6 +366,14 @@ export const DEVICE_COMMANDS: Record<string, Command> = {
       const given = (v.opt as string[] | undefined) ?? [];
       return withDriver(v, io, async (o) => {
         const ds = o.driver.deviceSet;
+        if (o.growData !== null) {
+          try {
+            await ds.resizePool(o.growData);
+          } catch (err) {
+            // Checked before the driver was opened: what fails here failed while growing, not the input.
+            throw new ThinjournalError('ERR_THINPOOL_INIT', `growing the pool's data to ${o.growData} bytes (dm.loopdatasize) failed: ${(err as Error).message}`, { cause: err });
+          }
+        }
         const st = await ds.status();
         const pairs = statusPairs(st, ds);
         if (v.json === true) {

@@ -2,25 +2,32 @@
  * Recovery and lineage commands: recover, replay, lineage, ls. They read the journal's state (checkpoint +
  * tail); recover and replay also read and change the kernel through a Backend.
  */
-import { existsSync } from 'node:fs';
-import { ThinjournalError } from '@thinjournal/spec';
+import { ThinjournalError, chainError } from '@thinjournal/spec';
 import { Journal } from '@thinjournal/journal';
-import type { State } from '@thinjournal/model';
-import { KernelBackend, type Backend } from '@thinjournal/dm';
+import { checkDmName, type State } from '@thinjournal/model';
+import { requireKernelBackend, type Backend } from '@thinjournal/dm';
 import { Engine, loadState, planReplay, applyReplay, type RecoveryPlan, type Step, type ReplayStep } from '@thinjournal/reconciler';
 import { EXIT, UsageError, journalDir, openForReading, progress, printTable, type Command, type Io } from './common.js';
 
+/** The kernel's backend, once probeDeviceMapper says the device-mapper answers (tests inject a ModelBackend). */
 export function backendFor(io: Io): Backend {
   if (io.backend) return io.backend;
-  if (!existsSync('/dev/mapper/control')) {
-    throw new ThinjournalError('ERR_NATIVE_UNAVAILABLE', 'no /dev/mapper/control: this machine has no device-mapper (the device commands, recover and replay need the kernel; --dry-run of replay does not)');
-  }
-  return new KernelBackend();
+  return requireKernelBackend('the device commands, recover and replay need the kernel; --dry-run of replay does not');
+}
+
+/**
+ * Refuses a reader's journal whose chain from the latest checkpoint to the head does not verify (O(tail)):
+ * recovery and the state-derived views act on the state only a verified chain describes.
+ */
+export async function requireVerifiedTail(j: Journal): Promise<void> {
+  const r = await j.checkTail();
+  if (!r.ok) throw chainError(r);
 }
 
 async function stateOf(io: Io, v: Record<string, unknown>): Promise<State> {
   const j = await openForReading(journalDir(v, io));
   try {
+    await requireVerifiedTail(j);
     const bar = progress(io, 'replaying');
     const s = await loadState(j, { onProgress: (n) => bar.update(n, j.head().seq) });
     bar.done();
@@ -58,24 +65,54 @@ export function printPlan(io: Io, plan: RecoveryPlan): void {
   }
 }
 
-/** `--to N` is a seq; `--to tx:N` a pool transaction id. */
+/** `--to N` is a seq (from 1); `--to tx:N` a pool transaction id. */
 function parseTo(text: string | undefined): { toSeq?: number; toTxId?: number } {
   if (text === undefined) return {};
   const m = /^(tx:)?(\d+)$/.exec(text);
   if (!m || !Number.isSafeInteger(Number(m[2]))) throw new UsageError(`--to "${text}" is neither a seq (N) nor a transaction id (tx:N)`);
+  if (!m[1] && Number(m[2]) === 0) throw new UsageError('--to 0: seqs start at 1 (--to tx:0 stops at the pool before its first transaction)');
   return m[1] ? { toTxId: Number(m[2]) } : { toSeq: Number(m[2]) };
+}
+
+/**
+ * replay's target devices: absolute paths (block devices), different from each other; the pool name a
+ * device-mapper name (1…127 bytes, no "/", not "." or "..").
+ */
+function checkReplayTarget(v: Record<string, unknown>): void {
+  const metadata = v['metadata-device'] as string | undefined;
+  const data = v['data-device'] as string | undefined;
+  for (const [flag, dev] of [['--metadata-device', metadata], ['--data-device', data]] as const) {
+    if (dev !== undefined && !dev.startsWith('/')) throw new UsageError(`${flag} "${dev}" is not an absolute path (a block device, e.g. /dev/sdc1)`);
+  }
+  if (metadata !== undefined && metadata === data) throw new UsageError(`--metadata-device and --data-device are both "${metadata}": the pool needs two devices`);
+  const name = v['pool-name'] as string | undefined;
+  if (name !== undefined) {
+    try {
+      checkDmName(name, '--pool-name');
+    } catch (err) {
+      throw new UsageError(`${(err as Error).message} (a device-mapper name: 1…127 bytes, no "/", not "." or "..")`);
+    }
+  }
 }
 
 export const RECOVERY_COMMANDS: Record<string, Command> = {
   recover: {
     summary: 'bring the kernel\'s pool and the journal to one state after a crash (exit 3 on drift, changing nothing)',
-    usage: 'thinjournal recover [--home DIR] [--dry-run] [--repair] [--json]',
+    usage: 'thinjournal recover [--home DIR] [--dry-run] [--repair] [--repair-torn-tail] [--json]',
     example: 'thinjournal recover --home /var/lib/thinjournal --dry-run',
-    options: { 'dry-run': { type: 'boolean' }, repair: { type: 'boolean' } },
+    options: { 'dry-run': { type: 'boolean' }, repair: { type: 'boolean' }, 'repair-torn-tail': { type: 'boolean' } },
     async run(v, _p, io) {
       const backend = backendFor(io);
-      const j = await Journal.open(journalDir(v, io), { actor: 'thinjournal-cli' });
+      const dryRun = v['dry-run'] === true;
+      if (dryRun && v['repair-torn-tail'] === true) throw new UsageError('--dry-run and --repair-torn-tail contradict each other: --dry-run changes nothing');
+      // A dry run is a reader (a private copy: not a byte of the journal changes, its lock is not taken); a
+      // recovery is the journal's writer and never creates one (only init does).
+      const j = dryRun
+        ? await openForReading(journalDir(v, io))
+        : await Journal.open(journalDir(v, io), { actor: 'thinjournal-cli', createIfMissing: false, repairTornTail: v['repair-torn-tail'] === true });
       try {
+        if (dryRun) await requireVerifiedTail(j);
+        if (j.repaired) io.stderr.write(`torn tail dropped (operator's --repair-torn-tail): ${j.repaired.droppedBytes} bytes${j.repaired.file ? ` of ${j.repaired.file}` : ''}; the journal now ends at seq ${j.repaired.fromSeq - 1}\n`);
         const engine = await Engine.open(j, backend, { actor: 'thinjournal-cli' });
         if (!engine.state.pool) throw new ThinjournalError('ERR_POOL_NOT_INITIALISED', 'the journal has no pool: nothing to recover');
         const r = await engine.recover({ dryRun: v['dry-run'] === true, actor: 'thinjournal-cli' });
@@ -101,9 +138,13 @@ export const RECOVERY_COMMANDS: Record<string, Command> = {
     options: { to: { type: 'string' }, 'metadata-device': { type: 'string' }, 'data-device': { type: 'string' }, 'pool-name': { type: 'string' }, 'dry-run': { type: 'boolean' } },
     async run(v, _p, io) {
       const to = parseTo(v.to as string | undefined);
+      checkReplayTarget(v);
       const j = await openForReading(journalDir(v, io));
       let plan;
       try {
+        // The pool is rebuilt from the whole history: the whole chain must verify first.
+        const chain = (await j.verify()).result;
+        if (!chain.ok) throw chainError(chain);
         plan = planReplay(await j.read(to.toSeq !== undefined ? { toSeq: to.toSeq } : {}), {
           ...to,
           ...(v['metadata-device'] ? { metadataDevice: v['metadata-device'] as string } : {}),

@@ -232,6 +232,11 @@ function corpus(records: readonly JournalRecord[]): Case[] {
   }
   out.push({ name: 'delete the meta key', names: /"m"|meta/, damage: (d) => withDb(d, (db) => db.del(META_KEY)) });
   out.push({ name: 'delete the head key', names: /head/, damage: (d) => withDb(d, (db) => db.del(HEAD_KEY)) });
+  // Not damage: LevelDB's own diagnostics and its lock file hold no data (the journal must still verify,
+  // with nothing missing, and take new operations).
+  out.push({ name: 'delete LevelDB\'s info LOG', damage: (d) => { for (const f of files(d, /^LOG(\.old)?$/)) unlinkSync(path.join(d, f)); } });
+  out.push({ name: 'garbage appended to LevelDB\'s info LOG', damage: (d) => writeFileSync(path.join(d, 'LOG'), 'garbage\n', { flag: 'a' }) });
+  out.push({ name: 'delete the LOCK file', damage: (d) => unlinkSync(path.join(d, 'LOCK')) });
   // A consistent, re-hashed chain that breaks the format's rules or the model's.
   {
     const seq = 2 + pick(head - 3);
@@ -350,10 +355,12 @@ test('no journal is not a corrupt journal: missing, a file, empty, not a journal
       const home = path.join(root, name.replace(/ /g, '-'));
       make(home);
       const before = fingerprint(root);
-      for (const args of [['verify'], ['dump'], ['tail'], ['ls'], ['lineage'], ['recover', '--dry-run'], ['recover'], ['replay', '--dry-run'], ['status']]) {
+      for (const args of [['verify'], ['dump'], ['tail'], ['ls'], ['lineage'], ['recover', '--dry-run'], ['recover'], ['replay', '--dry-run'], ['status'], ['create', 'x']]) {
         const r = await run([...args, '--home', home], new ModelBackend());
+        // A device command on a home without a journal says what to do about it (init first).
+        const want = code === 'ERR_NO_JOURNAL' && (args[0] === 'status' || args[0] === 'create') ? 'ERR_POOL_NOT_INITIALISED' : code;
         assert.is(r.code, EXIT.ERROR, `${name}: ${args.join(' ')}: exit ${r.code}: ${r.err}`);
-        assert.match(r.err, new RegExp(`^${code}: `), `${name}: ${args.join(' ')}: ${r.err}`);
+        assert.match(r.err, new RegExp(`^${want}: `), `${name}: ${args.join(' ')}: ${r.err}`);
         assert.is(fingerprint(root), before, `${name}: ${args.join(' ')} created or changed something`);
       }
     }

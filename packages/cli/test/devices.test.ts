@@ -3,7 +3,7 @@
 // memory, as the real one outlives each CLI process); the journal is real files in a temporary home.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
@@ -126,16 +126,16 @@ test('init: exit 0 and the status printed; --json parses back; a second init ope
   } finally { h.cleanup(); }
 });
 
-test('init --json on a fresh home says created; bad option: ERR_BAD_OPTION naming it, exit 1, nothing created', async () => {
+test('init --json on a fresh home says created; bad option: ERR_BAD_OPTION naming it, exit 2, nothing created', async () => {
   const h = makeHome();
   try {
     for (const opt of ['dm.basesize=lots', 'dm.bogus=1', 'dm.fs=btrfs', 'basesize']) {
       const r = await h.run('init', '--opt', opt);
-      assert.is(r.code, EXIT.ERROR, opt);
+      assert.is(r.code, EXIT.USAGE, opt);
       assert.match(r.err, /^ERR_BAD_OPTION: /, opt);
       assert.ok(r.err.includes(opt.split('=')[0]!), `${opt}: ${r.err}`);
       assert.is(r.out, '');
-      assert.not.ok(existsSync(path.join(h.home, 'journal')), 'nothing created');
+      assert.not.ok(existsSync(h.home), 'nothing created, not even the home');
     }
     const j = await h.ok('init', ...SMALL);
     assert.is(j.created, true);
@@ -143,23 +143,117 @@ test('init --json on a fresh home says created; bad option: ERR_BAD_OPTION namin
     // Later: a bad option is refused before anything is touched.
     const before = await h.head();
     const r = await h.run('init', '--opt', 'dm.min_free_space=200%');
-    assert.is(r.code, EXIT.ERROR);
+    assert.is(r.code, EXIT.USAGE);
     assert.match(r.err, /^ERR_BAD_OPTION: dm\.min_free_space/);
     assert.is(await h.head(), before);
   } finally { h.cleanup(); }
 });
 
-test('init later: --opt dm.basesize grows the base image and later calls take the grown size; dm.fs cannot change', async () => {
+test('init later: --opt dm.basesize grows the base image (DeviceResized) and later calls take the grown size; smaller is refused', async () => {
   const h = await initialised();
   try {
     const j = await h.ok('init', '--opt', 'dm.basesize=128M');
     assert.is(j.status.baseDeviceSize, 128 * 2 ** 20);
+    assert.equal(await types(h, 'DeviceResized'), ['DeviceResized']);
     assert.is((await h.ok('status')).baseDeviceSize, 128 * 2 ** 20, 'a later call without --opt is not refused for a smaller recorded dm.basesize');
     assert.is((await h.ok('create', 'big')).size, 128 * 2 ** 20);
-    const r = await h.run('init', '--opt', 'dm.fs=xfs');
-    assert.is(r.code, EXIT.ERROR);
-    assert.match(r.err, /^ERR_THINPOOL_INIT: .*filesystem/);
+    const before = await h.head();
+    assert.is((await h.ok('init', '--opt', 'dm.basesize=134217728')).status.baseDeviceSize, 128 * 2 ** 20, 'the size it has now, in bytes: fine');
+    const r = await h.run('init', '--opt', 'dm.basesize=64M');
+    assert.is(r.code, EXIT.USAGE, r.err);
+    assert.is(r.err, 'ERR_BAD_OPTION: dm.basesize=64M: the base image is 134217728 bytes now (the pool was set up with dm.basesize=67108864); it can only grow\n');
+    assert.is(await h.head(), before);
   } finally { h.cleanup(); }
+});
+
+/** The types of the records of the given types in the home's journal (as `dump --type` prints them). */
+async function types(h: Home, list: string): Promise<string[]> {
+  const r = await h.run('dump', '--type', list);
+  assert.is(r.code, EXIT.OK, r.err);
+  return r.out.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l).type);
+}
+
+test('init later: --opt dm.loopdatasize above the pool\'s size grows the pool (PoolResized) and later calls keep it; smaller is refused', async () => {
+  const h = await initialised();
+  try {
+    const j = await h.ok('init', '--opt', 'dm.loopdatasize=512M');
+    assert.is(j.status.data.total, 512 * 2 ** 20);
+    assert.equal(await types(h, 'PoolResized'), ['PoolResized']);
+    const again = await h.ok('init');
+    assert.is(again.status.data.total, 512 * 2 ** 20, 'the next process finds the grown pool');
+    assert.ok(again.options.includes(`dm.loopdatasize=${512 * 2 ** 20}`), again.options.join(' '));
+    const before = await h.head();
+    assert.is((await h.ok('init', '--opt', 'dm.loopdatasize=512M')).status.data.total, 512 * 2 ** 20, 'the same size again: nothing to do');
+    assert.is(await h.head(), before);
+    const r = await h.run('init', '--opt', 'dm.loopdatasize=256M');
+    assert.is(r.code, EXIT.USAGE, r.err);
+    assert.is(r.err, 'ERR_BAD_OPTION: dm.loopdatasize=256M: the pool\'s data is 536870912 bytes now (the pool was set up with dm.loopdatasize=268435456); it can only grow\n');
+    assert.is(await h.head(), before);
+  } finally { h.cleanup(); }
+});
+
+test('init later: an option without an event of its own is refused when it differs (both values named, nothing changed), accepted when it is the same', async () => {
+  const h = await initialised();
+  try {
+    const before = await h.head();
+    // The same values as recorded, in other spellings: fine, and nothing is journaled.
+    const same = await h.ok('init', '--opt', 'dm.basesize=64M', '--opt', 'dm.fs=ext4', '--opt', 'dm.min_free_space=10%', '--opt', 'dm.use_deferred_removal=1', '--opt', 'dm.loopmetadatasize=16777216');
+    assert.is(same.created, false);
+    assert.is(await h.head(), before);
+    for (const [opt, message] of [
+      ['dm.mountopt=nodev', 'dm.mountopt=nodev: the pool was set up without dm.mountopt; this option cannot change after init (the journal records options once, at set-up)'],
+      ['dm.min_free_space=5%', 'dm.min_free_space=5%: the pool was set up with dm.min_free_space=10%; this option cannot change after init (the journal records options once, at set-up)'],
+      ['dm.use_deferred_deletion=false', 'dm.use_deferred_deletion=false: the pool was set up with dm.use_deferred_deletion=true; this option cannot change after init (the journal records options once, at set-up)'],
+      ['dm.fs=xfs', 'dm.fs=xfs: the pool was set up with dm.fs=ext4; this option cannot change after init (the journal records options once, at set-up)'],
+      ['dm.loopmetadatasize=32M', 'dm.loopmetadatasize=32M: the pool was set up with dm.loopmetadatasize=16777216; this option cannot change after init (the journal records options once, at set-up)'],
+      ['dm.mkfsarg=-m 0', 'dm.mkfsarg="-m 0": the pool was set up without dm.mkfsarg; this option cannot change after init (the journal records options once, at set-up)'],
+      ['dm.thinpooldev=other-pool', 'dm.thinpooldev=other-pool: the pool was set up without dm.thinpooldev; this option cannot change after init (the journal records options once, at set-up)'],
+      ['dm.blkdiscard=false', 'dm.blkdiscard=false: the pool was set up with dm.blkdiscard=true; this option cannot change after init (the journal records options once, at set-up)'],
+    ] as const) {
+      const r = await h.run('init', '--opt', opt);
+      assert.is(r.code, EXIT.USAGE, `${opt}: ${r.err}`);
+      assert.is(r.err, `ERR_BAD_OPTION: ${message}\n`, opt);
+      assert.is(r.out, '');
+      assert.is(await h.head(), before, `${opt}: nothing journaled`);
+    }
+    // A refused option is not in force for the call either: the next mount has no nodev.
+    await h.ok('create', 'a');
+    assert.not.match((await h.ok('mount', 'a')).options ?? '', /nodev/);
+  } finally { h.cleanup(); }
+});
+
+test('init on a home that is a file, under a file, or that cannot be created: ERR_BAD_PATH naming the path, exit 1, nothing created', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'thinjournal-cli-path-'));
+  try {
+    const file = path.join(dir, 'file');
+    writeFileSync(file, 'not a directory\n');
+    const cases: [string, RegExp][] = [
+      [file, /^ERR_BAD_PATH: home ".*\/file" is not a directory \(a file is in the way\)\n$/],
+      [path.join(file, 'home'), /^ERR_BAD_PATH: home ".*\/file\/home" cannot be created: ".*\/file" is not a directory\n$/],
+    ];
+    if (process.getuid?.() === 0) {
+      // mkdir there fails with ENOENT although /proc exists (Node's recursive mkdir loops forever on that).
+      cases.push(['/proc/thinjournal-test-home', /^ERR_BAD_PATH: home "\/proc\/thinjournal-test-home" cannot be created: mkdir "\/proc\/thinjournal-test-home": ENOENT \(no such file or directory\)\n$/]);
+      // root passes permission checks; sysfs still refuses directories (EPERM, or EROFS where it is mounted read-only).
+      cases.push(['/sys/thinjournal-test-home', /^ERR_BAD_PATH: home "\/sys\/thinjournal-test-home" cannot be created: mkdir "\/sys\/thinjournal-test-home": E(PERM|ROFS|ACCES) \([a-z -]+\)\n$/]);
+    } else {
+      const locked = path.join(dir, 'locked');
+      mkdirSync(locked, { mode: 0o500 });
+      cases.push([path.join(locked, 'home'), /^ERR_BAD_PATH: home ".*\/locked\/home" cannot be created in ".*\/locked": EACCES \(permission denied\)\n$/]);
+      const ro = path.join(dir, 'ro-home');
+      mkdirSync(ro, { mode: 0o700 });
+      chmodSync(ro, 0o500);
+      cases.push([ro, /^ERR_BAD_PATH: home ".*\/ro-home" is not writable: EACCES \(permission denied\)\n$/]);
+    }
+    for (const [home, want] of cases) {
+      const io = capture(new ModelBackend());
+      const code = await main(['init', '--home', home, ...SMALL], io);
+      assert.is(code, EXIT.ERROR, `${home}: ${io.err()}`);
+      assert.match(io.err(), want, home);
+      assert.is(io.out(), '');
+      assert.not.ok(existsSync(path.join(home, 'journal')), `${home}: no journal`);
+    }
+  } finally { rmSync(dir, { recursive: true, force: true }); }
 });
 
 test('device commands on a home without a pool: ERR_POOL_NOT_INITIALISED, exit 1, nothing created', async () => {
@@ -175,6 +269,34 @@ test('device commands on a home without a pool: ERR_POOL_NOT_INITIALISED, exit 1
 });
 
 // ---- create, snapshot, rm ---------------------------------------------------------------------------------
+
+test('exit 2 for malformed input: CODE: message naming the text, nothing journaled (the head seq is unchanged)', async () => {
+  const h = await initialised();
+  try {
+    await h.ok('create', 'a');
+    const before = await h.head();
+    const prefix = (await h.ok('status')).poolName.replace(/-pool$/, '');
+    for (const [args, want] of [
+      [['create', 'a/b'], /^ERR_BAD_ID: id "a\/b" contains a path separator\n$/],
+      [['create', 'x', '--size', '12q'], /^ERR_BAD_SIZE: storage option size="12q" is not a positive size/],
+      [['snapshot', 'x', '--from', 'a', '--size', '12q'], /^ERR_BAD_SIZE: .*"12q"/],
+      [['init', '--opt', 'dm.basesize=lots'], /^ERR_BAD_OPTION: dm\.basesize="lots"/],
+      // dm names are <prefix>-<id>, at most 127 bytes: refused at create, not at the first mount.
+      [['create', 'x'.repeat(200)], new RegExp(`^ERR_BAD_ID: id "x+…" is 200 bytes; with the device prefix "${prefix}" the device name would be ${prefix.length + 201} bytes, over the kernel's 127`)],
+      [['snapshot', 'y'.repeat(200), '--from', 'a'], /^ERR_BAD_ID: id "y+…" is 200 bytes; .*over the kernel's 127/],
+    ] as [string[], RegExp][]) {
+      const r = await h.run(...args);
+      assert.is(r.code, EXIT.USAGE, `${args.join(' ')}: ${r.err}`);
+      assert.match(r.err, want, args.join(' '));
+      assert.is(r.out, '');
+      assert.is(await h.head(), before, `${args.join(' ')}: nothing journaled`);
+    }
+    // The longest id that fits is created and mounts.
+    const longest = 'z'.repeat(127 - prefix.length - 1);
+    await h.ok('create', longest);
+    assert.match((await h.ok('mount', longest)).device, new RegExp(`${prefix}-${longest}$`));
+  } finally { h.cleanup(); }
+});
 
 test('create / snapshot: success and --json; lineage shows the tree, snapshot-made ids included', async () => {
   const h = await initialised();
@@ -212,12 +334,12 @@ test('create errors: unknown parent, duplicate, bad size, bad id (nothing journa
     assert.is(r.code, EXIT.ERROR);
     assert.match(r.err, /^ERR_DEVICE_EXISTS: /);
     r = await h.run('create', 'y', '--size', 'huge');
-    assert.is(r.code, EXIT.ERROR);
+    assert.is(r.code, EXIT.USAGE);
     assert.match(r.err, /^ERR_BAD_SIZE: .*huge/);
     const before = await h.head();
     for (const args of [['create', '../escape'], ['create', 'a/b'], ['create', 'ok', '--parent', '..'], ['snapshot', '.', '--from', 'a'], ['rm', 'x/y'], ['mount', '../../etc'], ['umount', '..'], ['status', 'a/..']]) {
       r = await h.run(...args);
-      assert.is(r.code, EXIT.ERROR, args.join(' '));
+      assert.is(r.code, EXIT.USAGE, args.join(' '));
       assert.match(r.err, /^ERR_BAD_ID: /, args.join(' '));
       assert.is(r.out, '');
     }
@@ -226,6 +348,8 @@ test('create errors: unknown parent, duplicate, bad size, bad id (nothing journa
       [['create'], 'missing ID'], [['create', 'a', 'b'], '"b"'], [['create', 'z', '--parent'], '--parent'],
       [['snapshot', 'z'], '--from'], [['rm'], 'missing ID'], [['mount'], 'missing ID'], [['umount'], 'missing ID'],
       [['status', 'a', 'b'], '"b"'], [['init', '--opt'], '--opt'], [['create', 'z', '--opt', 'dm.fs=ext4'], '--opt'], [['shutdown', 'now'], 'now'],
+      [['mount', 'a', '--label', ''], '--label is empty'], [['create', 'z', '--size', ''], '--size is empty'], [['snapshot', 'z', '--from', 'a', '--size', ' '], '--size " " is blank'],
+      [['init', '--opt', ''], '--opt is empty'], [['create', 'z', '--parent', 'a', '--parent', 'b'], '--parent given twice ("a", then "b")'],
     ] as [string[], string][]) {
       r = await h.run(...args);
       assert.is(r.code, EXIT.USAGE, args.join(' '));
@@ -318,7 +442,7 @@ test('mount: prints <home>/mnt/ID; it stays mounted for the next call; again is 
     assert.is(r.code, EXIT.ERROR);
     assert.match(r.err, /^ERR_DEVICE_NOT_FOUND: /);
     r = await h.run('mount', 'web', '--label', 'bad label');
-    assert.is(r.code, EXIT.ERROR);
+    assert.is(r.code, EXIT.USAGE);
     assert.match(r.err, /^ERR_BAD_OPTION: .*label/);
     const recs = (await h.run('dump', '--device', 'web')).out.trim().split('\n').map((l) => JSON.parse(l));
     const types = recs.map((x) => x.type);
@@ -410,7 +534,7 @@ test('--help of every device command shows usage, an example and the exit codes;
     assert.is(await main([c, '--help'], io), EXIT.OK);
     assert.match(io.out(), new RegExp(`^thinjournal ${c}`));
     assert.match(io.out(), new RegExp(`example:\\n  .*thinjournal ${c}`));
-    assert.match(io.out(), /3 drift found, 4 corruption found/);
+    assert.match(io.out(), /2 usage or malformed input \(refused, nothing done\), 3 drift found, 4 corruption found/);
   }
   const io = capture();
   assert.is(await main(['--help'], io), EXIT.OK);

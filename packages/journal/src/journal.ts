@@ -36,10 +36,11 @@ export interface OpenOptions {
    */
   readonly createIfMissing?: boolean;
   /**
-   * Readers only: open even when LevelDB's own files are damaged (the damage is in `store` and is `verify()`'s
-   * first result) — for forensic tools that report rather than refuse.
+   * Readers only: open even when LevelDB's log ends in a torn final write (it is then `verify()`'s first
+   * result) — for tools that report it. Damage of LevelDB's files is always refused: LevelDB must not be
+   * asked to open files it may misread or abort on.
    */
-  readonly allowDamage?: boolean;
+  readonly allowTornTail?: boolean;
   /** Drop a torn tail (format.md §8) instead of refusing to open. The drop is reported in `repaired`. */
   readonly repairTornTail?: boolean;
   /** Clock for record timestamps (ms). Default Date.now. */
@@ -346,8 +347,8 @@ export class Journal {
    * Opens a journal for reading without writing a byte of it or taking its lock, so that an audit never
    * disturbs a writer (and a writer never blocks an audit): LevelDB opens a private copy (openReader's
    * privateCopy), whose files are checked first like a writer's. A missing journal is ERR_NO_JOURNAL, a path that is not one ERR_NOT_A_JOURNAL, a journal we
-   * may not read ERR_JOURNAL_ACCESS; damage of LevelDB's files is ERR_JOURNAL_CORRUPT unless `allowDamage`
-   * (then it is verify()'s first result). The copy is deleted on close. A commit in flight during the copy is
+   * may not read ERR_JOURNAL_ACCESS; damage of LevelDB's files is ERR_JOURNAL_CORRUPT, a torn final write of
+   * its log ERR_JOURNAL_TORN unless `allowTornTail` (then it is verify()'s first result). The copy is deleted on close. A commit in flight during the copy is
    * either in it or a torn final write of its log (dropped): the copy is a consistent prefix.
    */
   static async openReader(dir: string, opts: Omit<OpenOptions, 'readOnly' | 'store' | 'createIfMissing'> = {}): Promise<Journal> {
@@ -366,7 +367,7 @@ export class Journal {
         store = checkStore(copy, { tables: 'full' });
       }
       const bad = storeVerdict(store);
-      if (bad && opts.allowDamage !== true) throw chainError(bad);
+      if (bad && !(bad.kind === 'torn' && opts.allowTornTail === true)) throw chainError(bad);
       const db = new ClassicLevel<string, Uint8Array>(copy, { keyEncoding: 'utf8', valueEncoding: 'view' });
       try {
         await db.open({ createIfMissing: false, passive: false });
@@ -393,7 +394,7 @@ export class Journal {
   private cleanup: (() => void) | null = null;
   /** A reader's private copy, whose path LevelDB's messages carry. */
   private copyDir: string | undefined;
-  /** What the check of LevelDB's files found at open (damage only for a reader opened with allowDamage). */
+  /** What the check of LevelDB's files found at open (a torn write only for a reader opened with allowTornTail). */
   store: StoreState = { problems: [], torn: [] };
 
   /** The verdict of that check — its first damage, else its torn final write — or null. */
@@ -467,10 +468,16 @@ export class Journal {
   }
 
   /**
-   * Verifies the chain from the latest valid checkpoint (bound to the chain by its record's hash) to the head:
-   * O(records since the checkpoint). Resolves with the result; never throws for damage.
+   * What a writer's open verifies, for a reader: the key spaces and meta, then the chain from the latest valid
+   * checkpoint (bound to the chain by its record's hash) to the head — O(records since the checkpoint).
+   * Resolves with the result; never throws for damage.
    */
   async checkTail(): Promise<ChainResult> {
+    const foreign = await this.foreignKey();
+    if (foreign !== null) return { ok: false, records: 0, kind: 'corrupt', seq: 0, reason: 'foreign-key', key: foreign, message: `key ${JSON.stringify(foreign)} is outside the journal's key spaces (format.md §2)` };
+    if (!(await this.db.get(META_KEY)) && ((await this.db.get(HEAD_KEY)) || (await this.lastChunk()))) {
+      return { ok: false, records: 0, kind: 'corrupt', seq: 0, reason: 'no-meta', key: META_KEY, message: 'the meta key "m" is missing but the journal holds records' };
+    }
     const h = await this.db.get(HEAD_KEY);
     let head: JournalHead | null;
     try {

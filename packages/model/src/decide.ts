@@ -27,7 +27,7 @@
 import { ThinjournalError, type JournalEvent } from '@thinjournal/spec';
 import type { Device, State } from './state.js';
 import {
-  MAX_DEVICE_ID, BASE_HASH, checkHash, checkDmName, checkMountPath, checkMountOptions, checkUuid, checkSize,
+  MAX_DEVICE_ID, MAX_DM_NAME_BYTES, BASE_HASH, checkHash, checkDmName, checkMountPath, checkMountOptions, checkUuid, checkSize,
   checkBlockSize, checkUint, checkDeviceText, show,
 } from './validate.js';
 import { DEFAULTS, joinMountOptions, recordedTexts } from './options.js';
@@ -160,6 +160,19 @@ function dmNameFor(s: State, hash: string, given: string | undefined): string {
   return checkDmName(given ?? `${pool.devicePrefix}-${hash === BASE_HASH ? 'base' : hash}`);
 }
 
+/**
+ * A new device must be activatable: its dm name `<devicePrefix>-<hash>` must fit the kernel's 127 bytes
+ * (DM_NAME_LEN 128 with the NUL). Checked where the device is created, so that an id too long for its pool is
+ * refused before anything is journaled rather than at its first activation.
+ */
+function checkNameFits(pool: NonNullable<State['pool']>, hash: string): void {
+  const name = `${pool.devicePrefix}-${hash}`;
+  const bytes = Buffer.byteLength(name);
+  if (bytes > MAX_DM_NAME_BYTES) {
+    throw err('ERR_BAD_ID', `id ${show(hash)} is ${Buffer.byteLength(hash)} bytes; with the device prefix ${q(pool.devicePrefix)} the device name would be ${bytes} bytes, over the kernel's ${MAX_DM_NAME_BYTES} (ids of this pool can be at most ${MAX_DM_NAME_BYTES - Buffer.byteLength(pool.devicePrefix) - 1} bytes)`, { value: hash });
+  }
+}
+
 function tx(s: State, op: string, hash: string | null, ...events: JournalEvent[]): JournalEvent[] {
   const txId = s.txId + 1;
   const began: JournalEvent = { type: 'TransactionBegan', txId, body: hash === null ? { op } : { op, hash } };
@@ -220,7 +233,7 @@ export function decide(state: State, command: Command): readonly JournalEvent[] 
     case 'createDevice': {
       const hash = checkHash(c.hash);
       const baseHash = c.type === 'addDevice' ? checkHash(c.baseHash, { allowBase: true, what: 'base hash' }) : null;
-      requirePool(s);
+      checkNameFits(requirePool(s), hash);
       requireNoPending(s);
       const existing = s.devices.get(hash);
       if (existing) throw err('ERR_DEVICE_EXISTS', `device ${q(hash)} already exists${existing.deletionDeferred ? ' (marked for deferred deletion)' : ''}`, { hash });

@@ -120,9 +120,35 @@ test('addDevice: refusals, each with the state unchanged', () => {
   ];
   for (const [id, why] of badIds) h.refuses({ type: 'addDevice', hash: id as string, baseHash: '' }, 'ERR_BAD_ID', why);
   h.refuses({ type: 'addDevice', hash: 'ok', baseHash: '../x' }, 'ERR_BAD_ID');
-  // 255 bytes is fine
-  h.op({ type: 'addDevice', hash: 'x'.repeat(255), baseHash: '' });
-  assert.ok(hasDevice(h.state, 'x'.repeat(255)));
+});
+
+test('addDevice / createDevice: an id whose dm name (<devicePrefix>-<id>) would pass 127 bytes is refused before any event', () => {
+  const h = withBase();
+  const prefix = h.state.pool!.devicePrefix; // "docker-8:1-1234": 15 bytes, so ids up to 127 - 16 = 111 bytes
+  assert.is(prefix, 'docker-8:1-1234');
+  const longest = 'x'.repeat(127 - prefix.length - 1);
+  for (const c of [
+    { type: 'addDevice', hash: 'x'.repeat(200), baseHash: '' },
+    { type: 'createDevice', hash: 'x'.repeat(200), size: G10 },
+  ] as const) {
+    const e = h.refuses(c, 'ERR_BAD_ID');
+    assert.match(e.message, /^id "x+…" is 200 bytes; with the device prefix "docker-8:1-1234" the device name would be 216 bytes, over the kernel's 127 \(ids of this pool can be at most 111 bytes\)$/);
+  }
+  h.refuses({ type: 'addDevice', hash: longest + 'y', baseHash: '' }, 'ERR_BAD_ID', 'would be 128 bytes');
+  // Bytes, not characters: 56 two-byte characters make a 112-byte id.
+  h.refuses({ type: 'addDevice', hash: 'é'.repeat(56), baseHash: '' }, 'ERR_BAD_ID', 'is 112 bytes');
+  h.op({ type: 'addDevice', hash: longest, baseHash: '' });
+  assert.ok(hasDevice(h.state, longest));
+  // The id that fits is the one the device is activated under: exactly 127 bytes.
+  const [act] = h.run({ type: 'activateDevice', hash: longest });
+  assert.is((act!.body as { name: string }).name, `${prefix}-${longest}`);
+  assert.is(Buffer.byteLength((act!.body as { name: string }).name), 127);
+  // A shorter prefix leaves room for longer ids.
+  const short = new Harness();
+  short.op({ ...initCommand(), poolName: 'p-pool', devicePrefix: 'p' } as never);
+  short.op({ type: 'createBaseImage', size: G10, fs: 'xfs', uuid: UUID });
+  short.op({ type: 'addDevice', hash: 'x'.repeat(125), baseHash: '' });
+  short.refuses({ type: 'addDevice', hash: 'x'.repeat(126), baseHash: '' }, 'ERR_BAD_ID', 'at most 125 bytes');
 });
 
 test('addDevice: dm.min_free_space refuses new devices when the pool is short, saying how much is free', () => {
@@ -274,8 +300,14 @@ test('activate / deactivate: dm names, deferred removal, its completion and its 
   s.op({ type: 'activateDevice', hash: 'a' });
   s.refuses({ type: 'deactivateDevice', hash: 'a', openCount: 1 }, 'ERR_DEVICE_BUSY', 'deferred removal is off');
   s.refuses({ type: 'activateDevice', hash: 'a'.repeat(120) }, 'ERR_DEVICE_NOT_FOUND');
-  s.op({ type: 'addDevice', hash: 'L'.repeat(120), baseHash: '' });
-  s.refuses({ type: 'activateDevice', hash: 'L'.repeat(120) }, 'ERR_BAD_ID', '127 bytes');
+  // A device whose name cannot fit (decide refuses to create one; a journal may still hold it) is not activated.
+  const L = 'L'.repeat(120);
+  s.apply([
+    { type: 'TransactionBegan', txId: s.state.txId + 1, body: { op: 'addDevice', hash: L } },
+    { type: 'SnapshotCreated', txId: s.state.txId + 1, body: { hash: L, deviceId: 99, parentHash: '', parentDeviceId: 1, size: G10 } },
+  ]);
+  s.commit();
+  s.refuses({ type: 'activateDevice', hash: L }, 'ERR_BAD_ID', '127 bytes');
   s.op({ type: 'addDevice', hash: 'n', baseHash: '' });
   s.refuses({ type: 'activateDevice', hash: 'n', name: 'x/y' }, 'ERR_BAD_ID', 'contains "/"');
 });

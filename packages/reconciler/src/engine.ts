@@ -7,11 +7,12 @@
  * serialises commit points anyway. Concurrent callers queue here; their intents still share group commits
  * with any other writer of the journal.
  */
-import { ThinjournalError, chainError, type ChainResult, type JournalEvent, type JournalRecord, type ReplayRecord } from '@thinjournal/spec';
+import { ThinjournalError, type ChainResult, type JournalEvent, type JournalRecord } from '@thinjournal/spec';
 import type { Journal } from '@thinjournal/journal';
 import { Projection, decide, recordedTexts, stateHash, toPlain, fromPlain, type Command, type State } from '@thinjournal/model';
 import { thinPoolTable, thinTable, type Backend, type ThinPoolTableSpec } from '@thinjournal/dm';
 import { runPlan } from './execute.js';
+import { applyRecord, modelProblem } from './apply.js';
 import { planRecovery, type JournalView, type KernelView, type PoolTableView, type RecoveryPlan, type Step } from './plan.js';
 
 const SECTOR = 512;
@@ -57,18 +58,6 @@ export function poolTableSpec(p: PoolTableView): ThinPoolTableSpec {
   return { metadataDevice: p.metadataDevice, dataDevice: p.dataDevice, lengthSectors, dataBlockSectors, lowWaterMarkBlocks, features: { skipBlockZeroing: true } };
 }
 
-/**
- * Applies one record; a chain-valid record the model cannot apply is corruption of the journal (it does not
- * describe a history the model can have), named by its seq, with the model's error as `cause`.
- */
-function applyRecord(p: Projection, r: ReplayRecord): void {
-  try {
-    p.apply(r);
-  } catch (err) {
-    if (!(err instanceof ThinjournalError)) throw err;
-    throw chainError({ kind: 'corrupt', seq: r.seq, reason: 'model', message: `the model cannot apply record ${r.seq} (${r.type}): ${err.code}: ${err.message}` }, err);
-  }
-}
 
 /**
  * The journal's state: the latest valid checkpoint (its state hash re-verified: ERR_STATE_HASH_MISMATCH),
@@ -113,9 +102,10 @@ export async function verifyModel(journal: Journal, opts: { checkpoints?: readon
   await journal.forEach((r) => {
     if (problem) return;
     try {
-      applyRecord(p, r);
+      p.apply(r);
     } catch (err) {
-      problem = { ok: false, records: n, kind: 'corrupt', seq: r.seq, reason: 'model', message: (err as Error).message };
+      if (!(err instanceof ThinjournalError)) throw err;
+      problem = { ok: false, records: n, ...modelProblem(r, err) };
       return;
     }
     n++;

@@ -8,6 +8,7 @@
  */
 import { ThinjournalError, type JournalRecord } from '@thinjournal/spec';
 import { Projection, stateHash, type State } from '@thinjournal/model';
+import { applyRecord } from './apply.js';
 import type { PoolTableView } from './plan.js';
 
 export type ReplayStep =
@@ -40,7 +41,7 @@ export interface ReplayPlan {
   readonly skippedTransactions: readonly { readonly txId: number; readonly outcome: 'rolled-back' | 'unfinished' }[];
 }
 
-/** Builds the replay plan from records in seq order. Throws ERR_EVENT_CONFLICT if the records do not fit the model. */
+/** Builds the replay plan from records in seq order. A record the model cannot apply is ERR_JOURNAL_CORRUPT (reason `model`). */
 export function planReplay(records: Iterable<JournalRecord>, target: ReplayTarget = {}): ReplayPlan {
   const p = new Projection();
   const steps: ReplayStep[] = [];
@@ -52,7 +53,7 @@ export function planReplay(records: Iterable<JournalRecord>, target: ReplayTarge
     if (target.toSeq !== undefined && r.seq > target.toSeq) break;
     if (target.toTxId !== undefined && pendingTx === null && r.type === 'TransactionBegan' && r.txId > target.toTxId) break;
     const before = p.state;
-    p.apply(r);
+    applyRecord(p, r);
     lastSeq = r.seq;
     const b = r.body as Record<string, unknown>;
     switch (r.type) {

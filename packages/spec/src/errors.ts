@@ -44,11 +44,12 @@ export const ERROR_CODES = {
   ERR_NATIVE_UNAVAILABLE: 'The kernel backend is unavailable: the native addon (@thinjournal/native) is not built or cannot load, or probeDeviceMapper found no device-mapper that answers DM_VERSION (the message is its reason).',
   // driver (packages/driver) and CLI
   ERR_THINPOOL_INIT: "The seed's ThinpoolInitError: the pool could not be set up or adopted (base image UUID or filesystem differs from the journal's, a metadata device holding a pool the journal does not know, drift at start-up, an option that cannot change); the underlying error is the `cause`.",
-  ERR_BAD_PATH: 'A home or mount path is not an absolute, normalised path (without NUL) inside the driver\'s home.',
+  ERR_BAD_PATH: 'A home or mount path is not an absolute, normalised path (without NUL) inside the driver\'s home, or cannot serve as one: a file where a directory must be, or a directory that cannot be created or written (the errno is in the message); the message names the path.',
   ERR_NOT_MOUNTED: '`put` of a layer this driver has not mounted with `get`.',
   ERR_DRIVER_CLOSED: 'The driver / device set was shut down or closed.',
   ERR_DRIFT: 'The kernel\'s pool and the journal disagree in a way recovery must not guess about (checkTransactionId); nothing was changed — see `thinjournal verify --kernel`.',
   ERR_UNEXPECTED: 'The CLI\'s code for an error that carried none (a bug: please report it with the message).',
+  ERR_OUTPUT: 'Writing the command\'s output failed (ENOSPC, EIO, …; the errno is in the message and `errno`); what the command did before stands. A reader closing the pipe (EPIPE) is not an error: the CLI stops quietly with exit 0.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -90,7 +90,7 @@ if (why) {
       assert.match(busy.err, /ERR_DEVICE_BUSY/);
       const dumpBefore = (await run('dump', '--json')).out.trim().split('\n').length;
       const bad = await run('create', 'a/b');
-      assert.is(bad.code, EXIT.ERROR);
+      assert.is(bad.code, EXIT.USAGE, 'a malformed id is refused before anything is done');
       assert.match(bad.err, /ERR_BAD_ID/);
       assert.is((await run('dump', '--json')).out.trim().split('\n').length, dumpBefore, 'nothing journaled');
       assert.is((await run('create')).code, EXIT.USAGE);
