@@ -20,7 +20,7 @@ import { BASE_HASH, OPTION_NAMES, checkHash, effectiveOptions, parseOptions, rec
 import { loadState } from '@thinjournal/reconciler';
 import type { Backend } from '@thinjournal/dm';
 import { init, statusPairs, type Driver, type Status } from '@thinjournal/driver';
-import { backendFor } from './recovery.js';
+import { backendFor, requireVerifiedTail } from './recovery.js';
 import { EXIT, UsageError, absoluteHome, type Command, type Io } from './common.js';
 
 const ACTOR = 'thinjournal-cli';
@@ -104,6 +104,9 @@ async function readState(home: string): Promise<State | null> {
     throw err;
   }
   try {
+    // Refused here, on the reader, before the driver opens the journal for writing (which would let LevelDB
+    // rewrite its files): the evidence of damage stays as it was found.
+    await requireVerifiedTail(j);
     return await loadState(j);
   } finally {
     await j.close();

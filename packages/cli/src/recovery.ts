@@ -102,9 +102,9 @@ export const RECOVERY_COMMANDS: Record<string, Command> = {
     example: 'thinjournal recover --home /var/lib/thinjournal --dry-run',
     options: { 'dry-run': { type: 'boolean' }, repair: { type: 'boolean' }, 'repair-torn-tail': { type: 'boolean' } },
     async run(v, _p, io) {
-      const backend = backendFor(io);
       const dryRun = v['dry-run'] === true;
       if (dryRun && v['repair-torn-tail'] === true) throw new UsageError('--dry-run and --repair-torn-tail contradict each other: --dry-run changes nothing');
+      const backend = backendFor(io);
       // A dry run is a reader (a private copy: not a byte of the journal changes, its lock is not taken); a
       // recovery is the journal's writer and never creates one (only init does).
       const j = dryRun

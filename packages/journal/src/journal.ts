@@ -4,7 +4,7 @@
  * `sync: true` LevelDB batch), and acknowledged only after that batch is durable. A failed commit is
  * fail-stop: the handle turns read-only and never reports success for data it could not make durable.
  */
-import { mkdirSync, mkdtempSync, readdirSync, linkSync, copyFileSync, rmSync, statSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, linkSync, copyFileSync, rmSync, statSync, lstatSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -131,10 +131,21 @@ function levelOpenError(err: unknown, dir: string, copy?: string): ThinjournalEr
   if (code === 'LEVEL_LOCKED' || (err as { code?: string }).code === 'LEVEL_LOCKED') {
     return new ThinjournalError('ERR_JOURNAL_LOCKED', `journal ${dir} is locked by another process or handle`, { cause: err, dir });
   }
-  if (/Permission denied|EACCES|EPERM/.test(message)) {
-    return new ThinjournalError('ERR_JOURNAL_ACCESS', `journal ${dir} cannot be opened: ${message}`, { cause: err, dir, errno: 'EACCES' });
+  return levelFailure(err, dir, message, 'LevelDB refused to open it');
+}
+
+/**
+ * LevelDB's status by its own words: "Corruption" (and a file it cannot find) is damage of the journal; an
+ * "IO error" is the file system's (a full disk, a read-only mount, too many open files): the journal may be
+ * intact, so it is not reported as corruption.
+ */
+function levelFailure(err: unknown, dir: string, message: string, doing: string): ThinjournalError {
+  if (/IO error/.test(message) && !/Corruption/.test(message)) {
+    if (/Permission denied/.test(message)) return new ThinjournalError('ERR_JOURNAL_ACCESS', `journal ${dir}: ${doing}: ${message}`, { cause: err, dir, errno: 'EACCES' });
+    const errno = /No space left/.test(message) ? 'ENOSPC' : /Read-only file system/.test(message) ? 'EROFS' : /Too many open files/.test(message) ? 'EMFILE' : 'EIO';
+    return new ThinjournalError('ERR_JOURNAL_IO', `journal ${dir}: ${doing}: ${message}`, { cause: err, dir, errno });
   }
-  return chainError({ kind: 'corrupt', seq: 0, reason: 'store', file: dir, offset: null, message: `LevelDB refused to open it: ${message}` }, err);
+  return chainError({ kind: 'corrupt', seq: 0, reason: 'store', file: dir, offset: null, message: `${doing}: ${message}` }, err);
 }
 
 /** A LevelDB error met while reading (a table block it could not read, a missing file) as corruption. */
@@ -143,7 +154,7 @@ function levelReadError(err: unknown, dir: string, copy?: string): unknown {
   const { code, message: raw } = levelMessage(err);
   const message = copy ? raw.split(copy).join(dir) : raw;
   if (!code.startsWith('LEVEL_')) return err;
-  return chainError({ kind: 'corrupt', seq: 0, reason: 'store', file: dir, offset: null, message: `LevelDB failed to read it: ${message}` }, err);
+  return levelFailure(err, dir, message, 'LevelDB failed to read it');
 }
 
 function errnoOf(err: unknown): string {
@@ -191,6 +202,15 @@ function inspectDir(dir: string): 'absent' | 'empty' | 'store' {
   return 'store';
 }
 
+/** Names, sizes and modification times of a directory's files: changes while a writer works on it. */
+function dirSignature(dir: string): string {
+  try {
+    return readdirSync(dir).sort().map((n) => { const st = statSync(path.join(dir, n)); return `${n}:${st.size}:${st.mtimeMs}`; }).join('|');
+  } catch {
+    return '';
+  }
+}
+
 /** The first store problem as a chain problem (the verdict), naming the file and offset. */
 function storeProblem(p: StoreProblem): ChainProblem {
   return { kind: 'corrupt', seq: 0, reason: 'store', file: p.file, offset: p.offset, message: `${p.reason}: ${p.message}` };
@@ -214,46 +234,60 @@ function storeVerdict(st: StoreState): ChainProblem | null {
 
 const COPY_ATTEMPTS = 5;
 
+/** A file-system failure (ENOSPC, EIO, EROFS, EMFILE…) that kept a journal from being opened or read: not damage. */
+function ioError(dir: string, err: unknown, doing: string): ThinjournalError {
+  const errno = errnoOf(err) || 'EIO';
+  return new ThinjournalError('ERR_JOURNAL_IO', `journal ${dir}: ${doing} failed: ${errno} (${(err as Error).message})`, { cause: err, dir, errno });
+}
+
 /**
- * A private copy of the LevelDB files of `dir` in a new temporary directory: tables hard-linked (LevelDB
- * never rewrites one; a copy where links cannot cross filesystems), everything else copied. Nothing in `dir`
- * is written, and its LOCK is not taken, so a writer working on `dir` meanwhile is not disturbed. A writer
- * may compact meanwhile: the copy is taken again until the set of files and CURRENT were the same before and
- * after it (a log record being written is a torn final write in the copy: unacknowledged, dropped).
+ * A private copy of the LevelDB files of `dir` in a new temporary directory, for a reader. Nothing in `dir`
+ * is written and its LOCK is not taken, so a writer working on `dir` meanwhile is not disturbed.
+ *
+ * CURRENT, the manifests and the logs are copied; then exactly the tables the copied manifest lists as live
+ * are hard-linked (a copy where links cannot cross filesystems). Only those: LevelDB never rewrites a live
+ * table, but a table file it is still writing, or one a crash left behind, has a number the copy's LevelDB
+ * may allocate again — and it creates files with O_TRUNC, through the link, into the original. A writer may
+ * compact meanwhile: the copy is taken again until the set of files and CURRENT were the same before and after
+ * it (a log record being written is a torn final write in the copy; openReader settles those).
  */
-function privateCopy(dir: string): { base: string; copy: string; names: readonly string[] } {
+function privateCopy(dir: string): { base: string; copy: string } {
   let lastErr: unknown = null;
+  const regular = (n: string) => { try { return lstatSync(path.join(dir, n)).isFile(); } catch { return false; } };
+  const list = () => readdirSync(dir).filter((n) => LEVELDB_FILE.test(n) && n !== 'LOCK' && n !== 'LOG' && n !== 'LOG.old' && regular(n)).sort();
+  const readCurrent = () => { try { return readFileSync(path.join(dir, 'CURRENT')); } catch (err) { if (errnoOf(err) === 'ENOENT') return null; throw err; } };
   for (let attempt = 0; attempt < COPY_ATTEMPTS; attempt++) {
-    const base = mkdtempSync(path.join(os.tmpdir(), 'thinjournal-reader-'));
-    const copy = path.join(base, 'journal');
+    let base: string | null = null;
     try {
+      base = mkdtempSync(path.join(os.tmpdir(), 'thinjournal-reader-'));
+      const copy = path.join(base, 'journal');
       mkdirSync(copy, { mode: 0o700 });
-      const list = () => readdirSync(dir).filter((n) => LEVELDB_FILE.test(n) && n !== 'LOCK' && n !== 'LOG' && n !== 'LOG.old').sort();
-      const current = (() => { try { return readFileSync(path.join(dir, 'CURRENT')); } catch (err) { if (errnoOf(err) === 'ENOENT') return null; throw err; } })();
+      const current = readCurrent();
       const before = list();
       for (const name of before) {
-        if (name === 'CURRENT') continue;
-        const from = path.join(dir, name);
-        const to = path.join(copy, name);
-        if (/\.(ldb|sst)$/.test(name)) {
-          try { linkSync(from, to); } catch (err) { if (errnoOf(err) === 'ENOENT') throw err; copyFileSync(from, to); }
-        } else copyFileSync(from, to);
+        if (name === 'CURRENT' || /\.(ldb|sst)$/.test(name)) continue;
+        copyFileSync(path.join(dir, name), path.join(copy, name));
+      }
+      if (current !== null) writeFileSync(path.join(copy, 'CURRENT'), current);
+      // The live tables, as the copied manifest names them (a missing one is the check's to report).
+      for (const name of checkStore(copy, { tables: 'footer' }).tables) {
+        if (!before.includes(name)) continue;
+        try { linkSync(path.join(dir, name), path.join(copy, name)); } catch (err) { if (errnoOf(err) === 'ENOENT') throw err; copyFileSync(path.join(dir, name), path.join(copy, name)); }
       }
       const after = list();
-      const currentAfter = (() => { try { return readFileSync(path.join(dir, 'CURRENT')); } catch { return null; } })();
+      const currentAfter = readCurrent();
       const same = before.length === after.length && before.every((n, i) => n === after[i])
         && (current === null ? currentAfter === null : currentAfter !== null && current.equals(currentAfter));
       if (!same) { rmSync(base, { recursive: true, force: true }); continue; }
-      if (current !== null) writeFileSync(path.join(copy, 'CURRENT'), current);
-      return { base, copy, names: before };
+      return { base, copy };
     } catch (err) {
-      rmSync(base, { recursive: true, force: true });
+      if (base !== null) rmSync(base, { recursive: true, force: true });
       if (errnoOf(err) === 'EACCES' || errnoOf(err) === 'EPERM') throw accessError(dir, err);
-      if (errnoOf(err) !== 'ENOENT') throw err;
+      if (errnoOf(err) !== 'ENOENT') throw ioError(dir, err, 'copying it for reading');
       lastErr = err;
     }
   }
-  throw new ThinjournalError('ERR_JOURNAL_LOCKED', `journal ${dir} kept changing while it was copied for reading (${COPY_ATTEMPTS} tries); try again`, { cause: lastErr, dir });
+  throw new ThinjournalError('ERR_JOURNAL_BUSY', `journal ${dir} kept changing while it was copied for reading (${COPY_ATTEMPTS} tries): a writer is busy with it; try again`, { cause: lastErr, dir });
 }
 
 /**
@@ -315,9 +349,16 @@ export class Journal {
       }
       if (found === 'absent') mkdirSync(dir, { recursive: true, mode: 0o700 });
       if (found === 'store') {
+        const sig = dirSignature(dir);
         store = checkStore(dir, { tables: 'full' });
         const bad = storeVerdict(store);
-        if (bad && !(bad.kind === 'torn' && opts.repairTornTail === true)) throw chainError(bad);
+        if (bad) {
+          // The check runs before LevelDB's lock is taken: files that change under it are another process's
+          // writer at work (a commit in flight, a compaction), not damage.
+          await new Promise((r) => setTimeout(r, 50));
+          if (dirSignature(dir) !== sig) throw new ThinjournalError('ERR_JOURNAL_LOCKED', `journal ${dir} is being written by another process`, { dir });
+          if (!(bad.kind === 'torn' && opts.repairTornTail === true)) throw chainError(bad);
+        }
       }
     }
     openDirs.add(lockKey);
@@ -451,6 +492,8 @@ export class Journal {
     }
     if (!last) {
       if (head && head.seq > 0) throw chainError({ kind: 'corrupt', seq: 1, reason: 'truncated', message: `the head says seq ${head.seq} but there are no records` });
+      // Meta is written with the first commit, never alone: meta without records is a journal whose records went.
+      if (this.meta) throw chainError({ kind: 'corrupt', seq: 1, reason: 'truncated', message: 'meta exists but there are no records and no head (meta is written with the first commit)' });
       return;
     }
     if (head) this.lastSeq = head.seq;
@@ -475,8 +518,13 @@ export class Journal {
   async checkTail(): Promise<ChainResult> {
     const foreign = await this.foreignKey();
     if (foreign !== null) return { ok: false, records: 0, kind: 'corrupt', seq: 0, reason: 'foreign-key', key: foreign, message: `key ${JSON.stringify(foreign)} is outside the journal's key spaces (format.md §2)` };
-    if (!(await this.db.get(META_KEY)) && ((await this.db.get(HEAD_KEY)) || (await this.lastChunk()))) {
+    const hasMeta = (await this.db.get(META_KEY)) !== undefined;
+    const hasRecords = (await this.db.get(HEAD_KEY)) !== undefined || (await this.lastChunk()) !== null;
+    if (!hasMeta && hasRecords) {
       return { ok: false, records: 0, kind: 'corrupt', seq: 0, reason: 'no-meta', key: META_KEY, message: 'the meta key "m" is missing but the journal holds records' };
+    }
+    if (hasMeta && !hasRecords) {
+      return { ok: false, records: 0, kind: 'corrupt', seq: 1, reason: 'truncated', message: 'meta exists but there are no records and no head (meta is written with the first commit)' };
     }
     const h = await this.db.get(HEAD_KEY);
     let head: JournalHead | null;
@@ -550,9 +598,11 @@ export class Journal {
       const rec = recordFromDecoded(e.raw, prev.value.subarray(e.start, e.end));
       head = { seq: rec.seq, hash: rec.hash };
     } else head = { seq: 0, hash: Buffer.from(GENESIS_PREV).toString('hex') };
-    if (head.seq === 0) ops.push({ type: 'del', key: HEAD_KEY });
+    // Nothing survives: the journal is empty again, and meta (written with the first commit) goes with it.
+    if (head.seq === 0) ops.push({ type: 'del', key: HEAD_KEY }, { type: 'del', key: META_KEY });
     else ops.push({ type: 'put', key: HEAD_KEY, value: encodeHead(head) });
     await this.db.batch(ops as never, { sync: true });
+    if (head.seq === 0) this.meta = null;
     this.repaired = { fromSeq: head.seq + 1, droppedBytes: value.length - tornAt };
     this.lastSeq = head.seq;
     this.lastHash = Buffer.from(head.hash, 'hex');
@@ -838,8 +888,11 @@ export class Journal {
       const k = await this.scanKeys();
       if (k !== null) headProblem = { ok: false, records: 0, kind: 'corrupt', seq: 0, reason: 'foreign-key', key: k, message: `key ${JSON.stringify(k)} is outside the journal's key spaces (format.md §2)` };
     }
-    if (!headProblem && !(await this.db.get(META_KEY)) && (head || (await this.lastChunk()))) {
-      headProblem = { ok: false, records: 0, kind: 'corrupt', seq: 0, reason: 'no-meta', key: META_KEY, message: 'the meta key "m" is missing but the journal holds records' };
+    if (!headProblem) {
+      const hasMeta = (await this.db.get(META_KEY)) !== undefined;
+      const hasRecords = head !== null || (await this.lastChunk()) !== null;
+      if (!hasMeta && hasRecords) headProblem = { ok: false, records: 0, kind: 'corrupt', seq: 0, reason: 'no-meta', key: META_KEY, message: 'the meta key "m" is missing but the journal holds records' };
+      if (hasMeta && !hasRecords) headProblem = { ok: false, records: 0, kind: 'corrupt', seq: 1, reason: 'truncated', message: 'meta exists but there are no records and no head (meta is written with the first commit)' };
     }
     const total = head?.seq ?? 0;
     let lastReport = 0;

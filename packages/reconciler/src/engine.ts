@@ -69,7 +69,12 @@ export async function loadState(journal: Journal, opts: { onProgress?: (applied:
   let state: State | undefined;
   let from = 1;
   if (cp) {
-    const s = fromPlain(cp.state);
+    let s: State;
+    try {
+      s = fromPlain(cp.state);
+    } catch (err) {
+      throw new ThinjournalError('ERR_STATE_HASH_MISMATCH', `checkpoint at seq ${cp.seq}: its state is not a state of the model: ${(err as Error).message}`, { seq: cp.seq, cause: err });
+    }
     if (stateHash(s) !== cp.stateHash) {
       throw new ThinjournalError('ERR_STATE_HASH_MISMATCH', `checkpoint at seq ${cp.seq}: state hashes to ${stateHash(s)}, stored ${cp.stateHash}`, { seq: cp.seq });
     }
@@ -91,10 +96,14 @@ export async function loadState(journal: Journal, opts: { onProgress?: (applied:
  * the model cannot apply (reason `model`); never throws for that. Run it after the chain verified.
  */
 export async function verifyModel(journal: Journal, opts: { checkpoints?: readonly number[]; onProgress?: (applied: number) => void } = {}): Promise<ChainResult> {
-  const stored = new Map<number, string>();
+  // Each checkpoint's stored state, as its hash (null: it is not a state of the model), and its stateHash.
+  const stored = new Map<number, { stateHash: string; ofState: string | null }>();
   for (const seq of opts.checkpoints ?? []) {
     const cp = await journal.checkpointAt(seq);
-    if (cp) stored.set(seq, cp.stateHash);
+    if (!cp) continue;
+    let ofState: string | null;
+    try { ofState = stateHash(fromPlain(cp.state)); } catch { ofState = null; }
+    stored.set(seq, { stateHash: cp.stateHash, ofState });
   }
   const p = new Projection();
   let n = 0;
@@ -110,8 +119,13 @@ export async function verifyModel(journal: Journal, opts: { checkpoints?: readon
     }
     n++;
     const want = stored.get(r.seq);
-    if (want !== undefined && stateHash(p.state) !== want) {
-      problem = { ok: false, records: n, kind: 'corrupt', seq: r.seq, reason: 'model', message: `the state replayed to seq ${r.seq} hashes to ${stateHash(p.state)}, its checkpoint stored ${want}` };
+    if (want !== undefined) {
+      // Both the checkpoint's stateHash and the state it stores must be the replay's.
+      const h = stateHash(p.state);
+      if (want.stateHash !== h || want.ofState !== h) {
+        const what = want.ofState === null ? 'a state the model cannot read' : `a state hashing to ${want.ofState}`;
+        problem = { ok: false, records: n, kind: 'corrupt', seq: r.seq, reason: 'model', message: `the state replayed to seq ${r.seq} hashes to ${h}; its checkpoint stores ${what} and the stateHash ${want.stateHash}` };
+      }
     }
     if (opts.onProgress && n % 10_000 === 0) opts.onProgress(n);
   });

@@ -15,6 +15,8 @@ export const ERROR_CODES = {
   ERR_NO_JOURNAL: 'There is no journal at the path (it does not exist, or is an empty directory); nothing was created. Only `init` (and the driver\'s first start) create one.',
   ERR_NOT_A_JOURNAL: 'The path exists but is not a journal: a file, or a directory holding something other than a LevelDB database of thinjournal records; nothing was changed.',
   ERR_JOURNAL_ACCESS: 'The journal could not be read for lack of permission (EACCES/EPERM, in `errno`); nothing was changed.',
+  ERR_JOURNAL_IO: 'A file-system error (ENOSPC, EIO, EROFS, EMFILE…, in `errno`) kept the journal from being opened, copied or read; the journal is not known to be damaged.',
+  ERR_JOURNAL_BUSY: 'A reader could not take a consistent copy of the journal because a writer kept changing it; try again.',
   ERR_JOURNAL_LOCKED: 'Another process (or another open handle) holds the journal; it was not opened.',
   ERR_JOURNAL_CORRUPT: 'The journal failed verification; the error names the first bad seq, or the LevelDB file and offset (`file`, `offset`), or the key (`key`), and the reason (`reason`, journal-spec/format.md §8).',
   ERR_JOURNAL_TORN: 'The journal ends in an incomplete write (a torn tail: a torn last chunk, or a torn final write of LevelDB\'s log, `file`/`offset`): distinct from corruption; dropped only on an operator\'s word (`repairTornTail`).',
