@@ -40,6 +40,21 @@ const events = [
   ['Checkpoint', 5, { atSeq: 22, stateHash: 'c0ffee'.padEnd(64, '0') }],
   // Added after v1's first vectors: appended, so every earlier record keeps its bytes and hash.
   ['PoolDevicesAttached', 5, { dataDevice: '/dev/loop2', metadataDevice: '/dev/loop3', dataFile: '/var/lib/docker/devicemapper/devmapper/data', metadataFile: '/var/lib/docker/devicemapper/devmapper/metadata' }],
+  // The snapshot namespace (containerd's snapshotter), added after the above: appended likewise.
+  ['TransactionBegan', 6, { op: 'snapshotPrepare', hash: 'snap-6' }],
+  ['SnapshotCreated', 6, { hash: 'snap-6', deviceId: 4, parentHash: '', parentDeviceId: 1, size: 10737418240 }],
+  ['SnapshotPrepared', 6, { key: 'default/5/extract-252941172-AC4p sha256:71d6', kind: 'active', hash: 'snap-6', labels: { 'containerd.io/snapshot/x': 'y' }, created: 1764000025000123 }],
+  ['TransactionCommitted', 6, {}],
+  ['SnapshotCommitted', 6, { key: 'default/5/extract-252941172-AC4p sha256:71d6', name: 'sha256:71d6', labels: {}, time: 1764000029000456 }],
+  ['SnapshotLabelsUpdated', 6, { key: 'sha256:71d6', labels: { 'containerd.io/gc.root': '2025-11-24' }, updated: 1764000030000789 }],
+  ['TransactionBegan', 7, { op: 'snapshotPrepare', hash: 'snap-7' }],
+  ['SnapshotCreated', 7, { hash: 'snap-7', deviceId: 5, parentHash: 'snap-6', parentDeviceId: 4, size: 10737418240 }],
+  ['SnapshotPrepared', 7, { key: 'view 1', kind: 'view', parent: 'sha256:71d6', hash: 'snap-7', labels: {}, created: 1764000033000000 }],
+  ['TransactionCommitted', 7, {}],
+  ['TransactionBegan', 8, { op: 'snapshotRemove', hash: 'snap-7' }],
+  ['DeviceDeleted', 8, { hash: 'snap-7', deviceId: 5 }],
+  ['SnapshotRemoved', 8, { key: 'view 1' }],
+  ['TransactionCommitted', 8, {}],
 ];
 // chains.json is built over the first 23 records (the chain as first committed), so that records appended to
 // records.json later leave every chain vector as it was.
@@ -77,6 +92,9 @@ const invalid = [
   ['oversized body', { ...base, type: 'PoolInitialised', body: { poolName: 'p', dataDevice: 'd', metadataDevice: 'm', loopback: false, dataSize: 1, metadataSize: 1, blockSize: 65536, options: Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`k${i}`, 'v'.repeat(400)])) } }],
   ['PoolDevicesAttached without metadataDevice', { ...base, type: 'PoolDevicesAttached', body: { dataDevice: '/dev/loop2', dataFile: '/f' } }],
   ['PoolDevicesAttached with a loopback flag', { ...base, type: 'PoolDevicesAttached', body: { dataDevice: '/dev/loop2', metadataDevice: '/dev/loop3', loopback: true } }],
+  ['SnapshotPrepared without hash', { ...base, type: 'SnapshotPrepared', body: { key: 'k', kind: 'active', labels: {}, created: 1 } }],
+  ['SnapshotCommitted with a numeric name', { ...base, type: 'SnapshotCommitted', body: { key: 'k', name: 7, labels: {}, time: 1 } }],
+  ['SnapshotLabelsUpdated with a fractional time', { ...base, type: 'SnapshotLabelsUpdated', body: { key: 'k', labels: {}, updated: 1.5 } }],
 ].map(([name, fields]) => ({ name, fields, error: 'ERR_BAD_EVENT' }));
 writeFileSync(path.join(out, 'invalid-events.json'), JSON.stringify({ description: 'Each must be refused by encode with the error code; nothing is produced.', cases: invalid }, null, 2) + '\n');
 
