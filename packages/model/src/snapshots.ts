@@ -11,11 +11,14 @@
  * snapshot never has children and a committed one never changes device.
  *
  * Commands and their events:
- *   snapshotPrepare  TransactionBegan, SnapshotCreated, SnapshotPrepared       (one pool transaction)
- *   snapshotRemove   TransactionBegan, DeviceDeleted, SnapshotRemoved          (device deletable now)
- *                    DeletionDeferred, SnapshotRemoved                          (device busy: Cleanup deletes it)
- *   snapshotCommit   SnapshotCommitted                                          (namespace only)
- *   snapshotUpdate   SnapshotLabelsUpdated                                      (namespace only)
+ *   snapshotPrepare  TransactionBegan{addDevice}, SnapshotCreated, SnapshotPrepared   (one pool transaction)
+ *   snapshotRemove   TransactionBegan{deleteDevice}, DeviceDeleted, SnapshotRemoved   (device deletable now)
+ *                    DeletionDeferred, SnapshotRemoved                               (device busy: Cleanup deletes it)
+ *   snapshotCommit   SnapshotCommitted                                               (namespace only)
+ *   snapshotUpdate   SnapshotLabelsUpdated                                           (namespace only)
+ * The transactions keep the device operation's op, so recovery treats them as it treats any snapshot creation
+ * (undone short of its commit point) and deletion (completed once its intent is durable); the namespace
+ * event follows its transaction's outcome.
  * A namespace event inside a transaction is checked against the committed namespace when it is journaled
  * and applied at TransactionCommitted (dropped by a roll-back), so a snapshot and its device appear and
  * disappear together after any crash. A transaction carries at most one namespace event.
@@ -161,7 +164,9 @@ function decidePrepare(s: State, c: Extract<SnapshotCommand, { type: 'snapshotPr
   });
   const txId = device[0]!.txId;
   const body = parent === null ? { key, kind: c.kind, hash, labels, created: time } : { key, kind: c.kind, parent, hash, labels, created: time };
-  return [{ ...device[0]!, body: { op: 'snapshotPrepare', hash } } as JournalEvent, ...device.slice(1), { type: 'SnapshotPrepared', txId, body }];
+  // The transaction is the device's (op addDevice): recovery treats it as any snapshot creation (undone when it
+  // did not reach its commit point).
+  return [...device, { type: 'SnapshotPrepared', txId, body }];
 }
 
 function decideCommit(s: State, c: Extract<SnapshotCommand, { type: 'snapshotCommit' }>): readonly JournalEvent[] {
@@ -185,7 +190,7 @@ function decideRemove(s: State, c: Extract<SnapshotCommand, { type: 'snapshotRem
   // The device goes now when it can; a busy one is marked for deferred deletion and Cleanup retries it.
   const device = decide(s, { type: 'deleteDevice', hash: e.hash, busy: c.busy === true, deferredDeletion: true });
   const removed: JournalEvent = { type: 'SnapshotRemoved', txId: device[0]?.txId ?? s.txId, body: { key } };
-  if (device[0]?.type === 'TransactionBegan') return [{ ...device[0], body: { op: 'snapshotRemove', hash: e.hash } }, ...device.slice(1), removed];
+  // Inside the device's transaction (op deleteDevice), which recovery completes once its intent is durable.
   return [...device, removed];
 }
 

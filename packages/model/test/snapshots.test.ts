@@ -15,7 +15,7 @@ test('prepare without parent: one transaction snapshotting the base image; the s
   const ev = h.run({ type: 'snapshotPrepare', key: KEY, kind: 'active', labels: { a: 'b' }, time: 1_700_000_000_123_456 });
   assert.equal(ev.map((e) => e.type), ['TransactionBegan', 'SnapshotCreated', 'SnapshotPrepared']);
   assert.ok(ev.every((e) => e.txId === 2));
-  assert.equal(ev[0]!.body, { op: 'snapshotPrepare', hash: 'snap-2' });
+  assert.equal(ev[0]!.body, { op: 'addDevice', hash: 'snap-2' });
   assert.is((ev[1]!.body as { parentHash: string }).parentHash, '');
   assert.is(h.state.snapshots.size, 0, 'pending: not yet in the namespace');
   assert.is.not(stateHash(h.state), before);
