@@ -118,13 +118,13 @@ const commands: Record<string, Command> = {
   ...RECOVERY_COMMANDS,
   snapshotter: {
     summary: "serve containerd's snapshotter API (proxy plugin) on a unix socket, on this home's pool, until SIGTERM/SIGINT",
-    usage: 'thinjournal snapshotter [--home DIR] --socket PATH [--opt dm.key=value]…',
+    usage: 'thinjournal snapshotter [--home DIR] --socket PATH [--opt dm.key=value]… [--teardown]   (--teardown: at exit also remove the pool and its loop devices, for throw-away homes)',
     example: 'thinjournal snapshotter --home /var/lib/thinjournal --socket /run/thinjournal/snapshotter.sock --opt dm.basesize=20G',
-    options: { socket: { type: 'string' }, opt: { type: 'string', multiple: true } },
+    options: { socket: { type: 'string' }, opt: { type: 'string', multiple: true }, teardown: { type: 'boolean' } },
     async run(v, _p, io) {
       if (typeof v.socket !== 'string' || v.socket === '') throw new UsageError('--socket PATH is required');
       const socket = v.socket.startsWith('/') ? v.socket : `${process.cwd()}/${v.socket}`;
-      return runDaemon({ home: absoluteHome(v, io), socket, options: (v.opt as string[] | undefined) ?? [], ...(io.backend ? { backend: io.backend } : {}), log: (l) => io.stderr.write(`${l}\n`) });
+      return runDaemon({ home: absoluteHome(v, io), socket, options: (v.opt as string[] | undefined) ?? [], teardown: v.teardown === true, ...(io.backend ? { backend: io.backend } : {}), log: (l) => io.stderr.write(`${l}\n`) });
     },
   },
   dump: {

@@ -4,7 +4,7 @@
  * recovery run against the kernel, the pool and the base image set up on first use. Then the base image's
  * `lost+found` is removed once (a new snapshot's root holds only what the image puts there), and the socket
  * is served. stop() drains: no new calls, those in flight finish, then the journal closes. The kernel is left
- * as it is (devices active, containers' mounts intact), as the next start expects.
+ * as it is (devices active, containers' mounts intact), as the next start expects (unless `teardown`).
  */
 import { existsSync, mkdirSync, rmdirSync } from 'node:fs';
 import path from 'node:path';
@@ -22,6 +22,12 @@ export interface DaemonOptions {
   /** The device-mapper backend (tests give a ModelBackend); default: the kernel's. */
   readonly backend?: Backend;
   readonly log?: (line: string) => void;
+  /**
+   * At stop, also deactivate every device, remove the pool and detach its loop devices (the driver's
+   * shutdown) instead of leaving the kernel as it is: for throw-away homes (a testsuite's), never for a home
+   * whose snapshots containers have mounted.
+   */
+  readonly teardown?: boolean;
   /** Passed to DeviceSet.open (crash tests stop the process at a protocol point). */
   readonly deviceSet?: Omit<DeviceSetOptions, 'backend'>;
 }
@@ -57,7 +63,7 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
     stop() {
       stopping ??= (async () => {
         await handle.drain();
-        await ds.close();
+        if (o.teardown) await ds.shutdown(); else await ds.close();
       })();
       return stopping;
     },

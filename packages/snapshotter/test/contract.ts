@@ -20,6 +20,8 @@ export interface ContractHarness {
   readonly options: readonly string[];
   /** Holds a block device open as another process would; resolves to the release function. */
   hold(devicePath: string): Promise<() => Promise<void>>;
+  /** Told of every home a case starts a daemon on (the kernel harness removes what each left in the kernel). */
+  track?(home: string): void;
   /** Kernel only: mounts `mounts` at a fresh directory, runs `fn` on it, unmounts. */
   withMounted?<T>(mounts: readonly MountOut[], fn: (dir: string) => Promise<T> | T): Promise<T>;
 }
@@ -85,6 +87,7 @@ export interface Running {
 export async function start(h: ContractHarness, dir = tmpDir(), extra: Partial<DaemonOptions> = {}): Promise<Running> {
   const home = path.join(dir, 'home');
   const socket = path.join(dir, 'run', 'snapshotter.sock');
+  h.track?.(home);
   const daemon = await startDaemon({ home, socket, options: h.options, backend: h.backend, log: () => {}, deviceSet: { workers: false }, ...extra });
   const conn = new Conn(socket);
   return {
