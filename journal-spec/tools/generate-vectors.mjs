@@ -40,6 +40,9 @@ const events = [
   ['Checkpoint', 5, { atSeq: 22, stateHash: 'c0ffee'.padEnd(64, '0') }],
   // Added after v1's first vectors: appended, so every earlier record keeps its bytes and hash.
   ['PoolDevicesAttached', 5, { dataDevice: '/dev/loop2', metadataDevice: '/dev/loop3', dataFile: '/var/lib/docker/devicemapper/devmapper/data', metadataFile: '/var/lib/docker/devicemapper/devmapper/metadata' }],
+  ['RepairBegan', 5, { drift: 'thin ids differ at transaction 5', steps: ['delete thin id 77', 'set_transaction_id 6 5'] }],
+  ['RepairFailed', 5, { completed: 1, reason: 'set_transaction_id 6 5: EINVAL' }],
+  ['RepairCompleted', 5, { completed: 2, skipped: 1 }],
 ];
 // chains.json is built over the first 23 records (the chain as first committed), so that records appended to
 // records.json later leave every chain vector as it was.
@@ -77,6 +80,8 @@ const invalid = [
   ['oversized body', { ...base, type: 'PoolInitialised', body: { poolName: 'p', dataDevice: 'd', metadataDevice: 'm', loopback: false, dataSize: 1, metadataSize: 1, blockSize: 65536, options: Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`k${i}`, 'v'.repeat(400)])) } }],
   ['PoolDevicesAttached without metadataDevice', { ...base, type: 'PoolDevicesAttached', body: { dataDevice: '/dev/loop2', dataFile: '/f' } }],
   ['PoolDevicesAttached with a loopback flag', { ...base, type: 'PoolDevicesAttached', body: { dataDevice: '/dev/loop2', metadataDevice: '/dev/loop3', loopback: true } }],
+  ['RepairBegan with steps not a list', { ...base, type: 'RepairBegan', body: { drift: 'd', steps: 'delete thin id 77' } }],
+  ['RepairCompleted without skipped', { ...base, type: 'RepairCompleted', body: { completed: 2 } }],
 ].map(([name, fields]) => ({ name, fields, error: 'ERR_BAD_EVENT' }));
 writeFileSync(path.join(out, 'invalid-events.json'), JSON.stringify({ description: 'Each must be refused by encode with the error code; nothing is produced.', cases: invalid }, null, 2) + '\n');
 
