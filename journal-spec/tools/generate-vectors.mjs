@@ -40,6 +40,9 @@ const events = [
   ['Checkpoint', 5, { atSeq: 22, stateHash: 'c0ffee'.padEnd(64, '0') }],
   // Added after v1's first vectors: appended, so every earlier record keeps its bytes and hash.
   ['PoolDevicesAttached', 5, { dataDevice: '/dev/loop2', metadataDevice: '/dev/loop3', dataFile: '/var/lib/docker/devicemapper/devmapper/data', metadataFile: '/var/lib/docker/devicemapper/devmapper/metadata' }],
+  ['RepairBegan', 5, { drift: 'thin ids differ at transaction 5', steps: ['delete thin id 77', 'set_transaction_id 6 5'] }],
+  ['RepairFailed', 5, { completed: 1, reason: 'set_transaction_id 6 5: EINVAL' }],
+  ['RepairCompleted', 5, { completed: 2, skipped: 1 }],
   // The snapshot namespace (containerd's snapshotter), added after the above: appended likewise.
   ['TransactionBegan', 6, { op: 'addDevice', hash: 'snap-6' }],
   ['SnapshotCreated', 6, { hash: 'snap-6', deviceId: 4, parentHash: '', parentDeviceId: 1, size: 10737418240 }],
@@ -92,6 +95,8 @@ const invalid = [
   ['oversized body', { ...base, type: 'PoolInitialised', body: { poolName: 'p', dataDevice: 'd', metadataDevice: 'm', loopback: false, dataSize: 1, metadataSize: 1, blockSize: 65536, options: Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`k${i}`, 'v'.repeat(400)])) } }],
   ['PoolDevicesAttached without metadataDevice', { ...base, type: 'PoolDevicesAttached', body: { dataDevice: '/dev/loop2', dataFile: '/f' } }],
   ['PoolDevicesAttached with a loopback flag', { ...base, type: 'PoolDevicesAttached', body: { dataDevice: '/dev/loop2', metadataDevice: '/dev/loop3', loopback: true } }],
+  ['RepairBegan with steps not a list', { ...base, type: 'RepairBegan', body: { drift: 'd', steps: 'delete thin id 77' } }],
+  ['RepairCompleted without skipped', { ...base, type: 'RepairCompleted', body: { completed: 2 } }],
   ['SnapshotPrepared without hash', { ...base, type: 'SnapshotPrepared', body: { key: 'k', kind: 'active', labels: {}, created: 1 } }],
   ['SnapshotCommitted with a numeric name', { ...base, type: 'SnapshotCommitted', body: { key: 'k', name: 7, labels: {}, time: 1 } }],
   ['SnapshotLabelsUpdated with a fractional time', { ...base, type: 'SnapshotLabelsUpdated', body: { key: 'k', labels: {}, updated: 1.5 } }],

@@ -368,6 +368,14 @@ class Work {
       case 'Checkpoint':
         this.checkCurrentTx(e);
         return;
+      case 'RepairBegan':
+      case 'RepairCompleted':
+      case 'RepairFailed':
+        // The audit trail of a repair: the kernel changes it records are those the journal never described
+        // (unknown thin ids, a foreign transaction id, stray dm devices), so the state does not change.
+        if (!this.pool) throw conflict(e, 'the pool is not initialised');
+        this.checkCurrentTx(e);
+        return;
       default:
         return this.applyOutsideTransaction(e, b);
     }

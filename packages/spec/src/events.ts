@@ -59,6 +59,14 @@ export const EVENT_SCHEMAS = {
   TransactionRolledBack: { reason: 'str' },
   /** A state checkpoint was stored at `atSeq` with canonical state hash `stateHash` (hex). */
   Checkpoint: { atSeq: 'uint', stateHash: 'str' },
+  // --- repairs (an operator-confirmed change to the kernel after drift; not pool transactions) ---------
+  /** Intent: an operator confirmed the repair of `drift` (the recovery plan's reason); `steps` describe, in
+   *  order, what will be changed in the kernel. Appended durably before the first step runs. */
+  RepairBegan: { drift: 'str', steps: 'strlist' },
+  /** Outcome: every step of the repair begun last ran (`skipped`: found already done by its guard). */
+  RepairCompleted: { completed: 'uint', skipped: 'uint' },
+  /** Outcome: step `completed` + 1 of the repair begun last failed with `reason`; the steps before it ran. */
+  RepairFailed: { completed: 'uint', reason: 'str' },
   // --- snapshots (containerd namespace) ---
   // containerd's snapshot keys and names: arbitrary strings mapped to thin devices by `hash`. Times are
   // microseconds since the Unix epoch. A namespace event stamped with a pending transaction's txId belongs to
