@@ -27,6 +27,8 @@ function harness(): ContractHarness {
     kind: 'kernel',
     backend: b,
     options: OPTIONS,
+    // One roll-back with a kernel effect and one roll-forward; the model runs all four points.
+    crashPoints: ['after-step-1', 'after-commit-point'],
     track: (home) => homes.push(home),
     async hold(devicePath) {
       const fh = await open(devicePath, 'r');

@@ -62,6 +62,13 @@ test('serves until SIGTERM, then drains and exits 0; a restart serves the same s
   const recs = dump.out().trim().split('\n').map((l) => JSON.parse(l));
   assert.is(recs.length, 1);
   assert.is(recs[0].body.key, 'a key/with slashes');
+  const ls = capture(backend);
+  assert.is(await main(['ls', '--home', home, '--json'], ls), EXIT.OK, ls.err());
+  const devs = JSON.parse(ls.out()) as { hash: string; snapshot?: { key: string; kind: string } }[];
+  assert.equal(devs.filter((d) => d.snapshot).map((d) => d.snapshot), [{ key: 'a key/with slashes', kind: 'active', parent: null }]);
+  const lineage = capture(backend);
+  assert.is(await main(['lineage', '--home', home], lineage), EXIT.OK, lineage.err());
+  assert.match(lineage.out(), /snap-\d+ #\d+ "a key\/with slashes" \(active\)/);
   const verify = capture(backend);
   assert.is(await main(['verify', '--home', home], verify), EXIT.OK, verify.err() + verify.out());
 });
