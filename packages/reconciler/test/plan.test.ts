@@ -4,8 +4,17 @@ import * as assert from 'uvu/assert';
 import { planRecovery, planJson, type JournalView, type KernelView, type PendingIntent } from '../src/index.js';
 
 const dev = (hash: string, deviceId: number, activeName: string | null = null, mounts: string[] = []) => ({ hash, deviceId, size: 1 << 30, activeName, mounts });
-const J = (committedTxId: number, pending: PendingIntent | null = null, devices = [dev('base', 1), dev('a', 2)]): JournalView => ({ poolName: 'pool', pool: { dataDevice: '/dev/d', metadataDevice: '/dev/m', dataSize: 1 << 30, blockSize: 65536 }, committedTxId, pending, devices });
-const K = (transactionId: number | null, thinIds: number[], extra: Partial<KernelView> = {}): KernelView => ({ poolActive: true, transactionId, thinIds, devices: ['pool'], mounts: [], suspended: [], ...extra });
+const J = (committedTxId: number, pending: PendingIntent | null = null, devices = [dev('base', 1), dev('a', 2)]): JournalView => ({ poolName: 'pool', pool: { dataDevice: '/dev/d', metadataDevice: '/dev/m', dataSize: 1 << 30, blockSize: 65536 }, committedTxId, pending, devices, devicePrefix: 'pool' });
+/** The kernel's side: by default the journal's pool, active on the journal's devices, with the journal's geometry. */
+const K = (transactionId: number | null, thinIds: number[], extra: Partial<KernelView> = {}): KernelView => ({
+  poolActive: true, transactionId, thinIds, devices: ['pool'], mounts: [], suspended: [],
+  poolSuspended: false,
+  poolTable: extra.poolActive === false ? null : { dataDevice: '7:0', metadataDevice: '7:1', dataSize: 1 << 30, blockSize: 65536 },
+  metadataGeometry: transactionId === null ? null : { blockSize: 65536, dataSize: 1 << 30 },
+  poolDevices: { data: { number: '7:0', size: 1 << 30 }, metadata: { number: '7:1', size: 16 << 20 } },
+  targets: {},
+  ...extra,
+});
 const intent = (op: string, txId: number, creates: number[] = [], deletes: { deviceId: number; name: string | null }[] = []): PendingIntent => ({ txId, op, creates, deletes });
 
 test('K = T, no intent: in sync, empty plan', () => {
