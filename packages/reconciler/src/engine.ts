@@ -460,7 +460,10 @@ export class Engine {
     let transactionId: number | null = null;
     let thinIds: number[] = [];
     let metadataGeometry: KernelView['metadataGeometry'] = null;
-    try {
+    const poolSuspended = poolActive && poolInfo!.suspended;
+    // A suspended pool is not read through a metadata snapshot (its messages would wait for the resume): the
+    // planner reports the suspension alone, and the repair's resume comes before anything else is looked at.
+    if (!poolSuspended) try {
       const md = poolActive ? await b.poolMetadata(pool.poolName) : await b.readMetadata(opts.metadataSource ?? pool.metadataDevice);
       transactionId = md.transactionId;
       thinIds = md.ids;
@@ -505,7 +508,7 @@ export class Engine {
     for (const d of s.devices.values()) for (const m of d.mounts) if (await b.mounted(m.path)) mounts.push(m.path);
     return {
       poolActive, transactionId, thinIds, devices, mounts: mounts.sort(), suspended,
-      poolSuspended: poolActive && poolInfo!.suspended, poolTable, metadataGeometry, poolDevices, targets,
+      poolSuspended, poolTable, metadataGeometry, poolDevices, targets,
     };
   }
 

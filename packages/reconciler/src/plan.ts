@@ -246,10 +246,6 @@ function findings(j: JournalView, k: KernelView): Findings {
     f.lines.push(`the pool's data grew outside the journal: the kernel has ${bytes(observed * bs)} (${observed} blocks), the journal ${bytes(expected * bs)} (${expected} blocks)`);
     f.repair.push({ kind: 'adoptDataSize', dataSize: observed * bs, guard: 'none' });
   }
-  if (k.poolSuspended) {
-    f.lines.push(`the pool ${j.poolName} is suspended: I/O to every thin device waits`);
-    f.repair.unshift({ kind: 'resumeDevice', name: j.poolName, guard: 'suspended' });
-  }
 
   // dm devices under the journal's prefix: the journal's own with the table it loaded, and no others.
   const active = new Map(j.devices.filter((d) => d.activeName).map((d) => [d.activeName!, d]));
@@ -287,6 +283,12 @@ function withFindings(j: JournalView, k: KernelView, plan: RecoveryPlan, f: Find
 }
 
 export function planRecovery(j: JournalView, k: KernelView): RecoveryPlan {
+  if (k.poolSuspended) {
+    // Nothing of the pool's metadata was read: the resume first, then recovery plans again on a live pool.
+    const line = `the pool ${j.poolName} is suspended: I/O to every thin device waits`;
+    const drift: Drift = { kernelOnly: [], journalOnly: [], journalTxId: j.committedTxId, pendingTxId: j.pending?.txId ?? null, kernelTxId: null, message: line, findings: [line], refusals: [] };
+    return { verdict: 'drift', reason: line, steps: [], drift, repair: [{ kind: 'resumeDevice', name: j.poolName, guard: 'suspended' }] };
+  }
   const f = findings(j, k);
   const plan = decidePlan(j, k);
   if (plan.verdict === 'drift' || f.lines.length || f.refusals.length) return withFindings(j, k, plan, f);
