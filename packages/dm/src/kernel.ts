@@ -12,6 +12,7 @@ import { BackendBase, type DeviceInfo, type DeviceListEntry, type MountOptions, 
 import { errnoOf, fromNative } from './errors.js';
 import { devNumbers, fsUuid, growFs, mkfs, mounted, probeFsType, runTool, xfsSetNospaceMaxRetries, type FsType, type MkfsOptions } from './fs.js';
 import type { TableLine } from './tables.js';
+import { readThinMetadataFile } from './thin-metadata.js';
 import { planResult, type ExecStep, type PlanProgress, type PlanResult } from './plan.js';
 
 type Native = typeof import('@thinjournal/native');
@@ -192,7 +193,10 @@ export class KernelBackend extends BackendBase {
       await this.message(pool, 'release_metadata_snap');
     }
   }
+  /** thin_dump on a block device; a regular file (an unattached loopback pool's metadata) is read directly. */
   async readMetadata(metadataDevice: string): Promise<PoolMetadata> {
+    const st = await stat(metadataDevice).catch((err) => { throw fromNative(err); });
+    if (st.isFile()) return readThinMetadataFile(metadataDevice);
     const { stdout } = await runTool('thin_dump', ['--skip-mappings', metadataDevice]);
     return parseThinDump(stdout);
   }

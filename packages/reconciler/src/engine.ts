@@ -461,6 +461,7 @@ export class Engine {
     let thinIds: number[] = [];
     let metadataGeometry: KernelView['metadataGeometry'] = null;
     const poolSuspended = poolActive && poolInfo!.suspended;
+    let metadataError: string | null = null;
     // A suspended pool is not read through a metadata snapshot (its messages would wait for the resume): the
     // planner reports the suspension alone, and the repair's resume comes before anything else is looked at.
     if (!poolSuspended) try {
@@ -475,6 +476,7 @@ export class Engine {
         throw new ThinjournalError('ERR_FS_TOOL', `${(err as { tool?: string }).tool ?? 'thin_dump'} is not installed: recovery reads the pool's thin ids with thin-provisioning-tools (Debian/Ubuntu: apt install thin-provisioning-tools)`, { cause: err });
       }
       transactionId = null;
+      metadataError = (err as Error).message;
     }
     let poolTable: KernelView['poolTable'] = null;
     if (poolActive) {
@@ -508,7 +510,7 @@ export class Engine {
     for (const d of s.devices.values()) for (const m of d.mounts) if (await b.mounted(m.path)) mounts.push(m.path);
     return {
       poolActive, transactionId, thinIds, devices, mounts: mounts.sort(), suspended,
-      poolSuspended, poolTable, metadataGeometry, poolDevices, targets,
+      poolSuspended, poolTable, metadataError, metadataGeometry, poolDevices, targets,
     };
   }
 

@@ -74,6 +74,8 @@ export interface KernelView {
   readonly poolSuspended: boolean;
   /** The active pool's table: its devices as `major:minor`, its data size in bytes; null when the pool is not active. */
   readonly poolTable: { readonly dataDevice: string; readonly metadataDevice: string; readonly dataSize: number; readonly blockSize: number } | null;
+  /** Why the pool's metadata could not be read (null when it was, or was not tried: a suspended pool). */
+  readonly metadataError?: string | null;
   /** What the pool's metadata superblock records (bytes): its data block size and the data size; null when unreadable. */
   readonly metadataGeometry: { readonly blockSize: number; readonly dataSize: number } | null;
   /** The block devices now at the journal's data and metadata paths (`major:minor`, bytes); null when none is there. */
@@ -308,7 +310,7 @@ function decidePlan(j: JournalView, k: KernelView): RecoveryPlan {
   const K = k.transactionId;
   const P = j.pending;
   const liveIds = j.devices.map((d) => d.deviceId);
-  if (K === null) return drift(j, k, liveIds, 'the pool is not active and its metadata could not be read');
+  if (K === null) return drift(j, k, liveIds, `the pool is not active and its metadata could not be read${k.metadataError ? ` (${k.metadataError})` : ''}`);
 
   if (P === null) {
     if (K !== T) return drift(j, k, liveIds, `the kernel's transaction id is ${K}, the journal's is ${T} with no transaction in progress`);
