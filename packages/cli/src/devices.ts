@@ -16,7 +16,7 @@ import { accessSync, constants as fsConstants, existsSync, mkdirSync, rmdirSync,
 import path from 'node:path';
 import { ThinjournalError, isCode } from '@thinjournal/spec';
 import { Journal } from '@thinjournal/journal';
-import { BASE_HASH, OPTION_NAMES, checkHash, effectiveOptions, parseOptions, recordedTexts, type State } from '@thinjournal/model';
+import { BASE_HASH, OPTION_NAMES, checkHash, effectiveOptions, parseOptions, parseSize, recordedTexts, type State } from '@thinjournal/model';
 import { loadState } from '@thinjournal/reconciler';
 import type { Backend } from '@thinjournal/dm';
 import { init, statusPairs, type Driver, type Status } from '@thinjournal/driver';
@@ -497,6 +497,25 @@ export const DEVICE_COMMANDS: Record<string, Command> = {
         const pairs = statusPairs(st, ds);
         if (v.json === true) writeJson(io, statusJson(st, pairs));
         else printPairs(io, pairs);
+        return EXIT.OK;
+      });
+    },
+  },
+  resize: {
+    summary: 'grow the pool\'s data to SIZE (Docker\'s ResizePool): a loopback pool\'s data file is grown first; a block device must already be that large',
+    usage: 'thinjournal resize --size SIZE [--home DIR] [--json]',
+    example: 'thinjournal resize --size 200G',
+    options: { size: { type: 'string' } },
+    async run(v, _p, io) {
+      const text = v.size as string | undefined;
+      if (text === undefined) throw new UsageError('missing --size SIZE (the pool\'s new data size, e.g. 200G)');
+      const size = parseSize('--size', text);
+      return withDriver(v, io, async (o) => {
+        const ds = o.driver.deviceSet;
+        await ds.resizePool(size);
+        const st = await ds.status();
+        if (v.json === true) writeJson(io, { poolName: st.poolName, dataSize: size, dataTotal: st.data.total, transactionId: ds.transactionId });
+        else io.stdout.write(`pool ${st.poolName}: data ${size} bytes (transaction ${ds.transactionId})\n`);
         return EXIT.OK;
       });
     },

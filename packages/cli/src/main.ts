@@ -13,6 +13,7 @@ import { Journal } from '@thinjournal/journal';
 import { RECOVERY_COMMANDS, backendFor, printPlan } from './recovery.js';
 import { DEVICE_COMMANDS } from './devices.js';
 import { Engine, verifyModel } from '@thinjournal/reconciler';
+import { layoutOf, preparePoolDevices } from '@thinjournal/driver';
 import { runDaemon } from '@thinjournal/snapshotter';
 import {
   EXIT, EXIT_CODES_HELP, OutputError, UsageError, absoluteHome, journalDir, openForReading, progress, printTable, type Command, type Io, type Options,
@@ -197,7 +198,12 @@ const commands: Record<string, Command> = {
         const r: ChainResult = model && !model.ok ? model : rep.result;
         // The kernel comparison is the recovery planner run dry: drift is what it cannot explain.
         const kernel = r.ok && v.kernel === true ? (await Engine.open(j, backendFor(io))) : null;
-        const plan = kernel && kernel.state.pool ? (await kernel.recover({ dryRun: true })).plan : null;
+        let plan = null;
+        if (kernel && kernel.state.pool) {
+          // As recover --dry-run sees it: a loopback pool's files where they are, attached or not.
+          const devices = await preparePoolDevices(kernel, kernel.backend, layoutOf(absoluteHome(v, io)), { dryRun: true });
+          plan = (await kernel.recover({ dryRun: true, ...devices.view })).plan;
+        }
         if (v.json === true) {
           io.stdout.write(JSON.stringify({ ...r, checkpoints: rep.checkpoints, store: rep.store, model: model === null ? null : model.ok, ...(v.kernel === true ? { kernel: plan } : {}) }) + '\n');
         } else if (r.ok) {

@@ -6,8 +6,9 @@ import { ThinjournalError, chainError } from '@thinjournal/spec';
 import { Journal } from '@thinjournal/journal';
 import { checkDmName, type State } from '@thinjournal/model';
 import { requireKernelBackend, type Backend } from '@thinjournal/dm';
-import { Engine, loadState, planReplay, applyReplay, type RecoveryPlan, type Step, type ReplayStep } from '@thinjournal/reconciler';
-import { EXIT, UsageError, journalDir, openForReading, progress, printTable, type Command, type Io } from './common.js';
+import { layoutOf, preparePoolDevices } from '@thinjournal/driver';
+import { Engine, describeStep, loadState, planReplay, applyReplay, type RecoveryPlan, type ReplayStep } from '@thinjournal/reconciler';
+import { EXIT, UsageError, absoluteHome, journalDir, openForReading, progress, printTable, type Command, type Io } from './common.js';
 
 /** The kernel's backend, once probeDeviceMapper says the device-mapper answers (tests inject a ModelBackend). */
 export function backendFor(io: Io): Backend {
@@ -37,22 +38,22 @@ async function stateOf(io: Io, v: Record<string, unknown>): Promise<State> {
   }
 }
 
-function describeStep(s: Step | ReplayStep): string {
+/** A replay step: the recovery steps' words, and replay's own (with the device each thin id is for). */
+function describeReplayStep(s: ReplayStep): string {
   switch (s.kind) {
-    case 'createPool': return `create pool ${s.name} (data ${s.pool.dataDevice}, metadata ${s.pool.metadataDevice}, ${s.pool.dataSize} bytes, block ${s.pool.blockSize})`;
-    case 'resumeDevice': return `resume ${s.name}`;
-    case 'removeDevice': return `remove dm device ${s.name}`;
-    case 'deleteThin': return `delete thin id ${s.deviceId}${'hash' in s ? ` (${JSON.stringify(s.hash)})` : ''}`;
-    case 'setTransactionId': return `set_transaction_id ${s.from} ${s.to}`;
-    case 'activateThin': return `activate thin id ${s.deviceId} as ${s.name}`;
-    case 'mount': return `mount ${s.name} at ${s.path}`;
-    case 'append': return `journal: ${s.events.map((e) => `${e.type}{tx ${e.txId}}`).join(', ')}`;
     case 'createThin': return `create_thin ${s.deviceId} (${JSON.stringify(s.hash)}, tx ${s.txId})`;
     case 'createSnap': return `create_snap ${s.deviceId} ${s.originId} (${JSON.stringify(s.hash)}, tx ${s.txId})`;
+    case 'deleteThin': return `delete thin id ${s.deviceId} (${JSON.stringify(s.hash)})`;
+    case 'createPool': return describeStep({ ...s, guard: 'device-absent' });
+    case 'setTransactionId': return describeStep({ ...s, guard: 'txid-is-from' });
   }
 }
 
-export function printPlan(io: Io, plan: RecoveryPlan): void {
+/**
+ * A plan for an operator. `repairing`: the repair is about to be applied (--repair); otherwise a drift's
+ * repair is offered, nothing having been changed.
+ */
+export function printPlan(io: Io, plan: RecoveryPlan, opts: { repairing?: boolean } = {}): void {
   io.stdout.write(`verdict: ${plan.verdict} — ${plan.reason}\n`);
   plan.steps.forEach((s, i) => io.stdout.write(`  ${String(i + 1).padStart(3)}. ${describeStep(s)}\n`));
   if (plan.drift) {
@@ -60,8 +61,15 @@ export function printPlan(io: Io, plan: RecoveryPlan): void {
     io.stdout.write(`drift: journal committed tx ${d.journalTxId}${d.pendingTxId !== null ? ` (intends ${d.pendingTxId})` : ''}, kernel tx ${d.kernelTxId ?? 'unreadable'}\n`);
     if (d.kernelOnly.length) io.stdout.write(`  thin ids only in the kernel: ${d.kernelOnly.join(', ')}\n`);
     if (d.journalOnly.length) io.stdout.write(`  devices only in the journal: ${d.journalOnly.map((x) => `${JSON.stringify(x.hash)} (id ${x.deviceId})`).join(', ')}\n`);
-    io.stdout.write('repair plan (nothing was changed; run `thinjournal recover --repair` to apply it):\n');
-    (plan.repair ?? []).forEach((s, i) => io.stdout.write(`  ${String(i + 1).padStart(3)}. ${describeStep(s)}\n`));
+    for (const line of d.findings) io.stdout.write(`  ${line}\n`);
+    for (const line of d.refusals) io.stdout.write(`  refused: ${line}\n`);
+    const repair = plan.repair ?? [];
+    if (d.refusals.length) io.stdout.write('no repair is offered: the journal cannot vouch for these devices; nothing was changed\n');
+    else if (repair.length === 0) io.stdout.write('no repair is offered (nothing the journal could bring back); nothing was changed\n');
+    else {
+      io.stdout.write(opts.repairing ? 'repair (confirmed by --repair; journaled):\n' : 'repair plan (nothing was changed; run `thinjournal recover --repair` to apply it):\n');
+      repair.forEach((s, i) => io.stdout.write(`  ${String(i + 1).padStart(3)}. ${describeStep(s)}\n`));
+    }
   }
 }
 
@@ -113,19 +121,31 @@ export const RECOVERY_COMMANDS: Record<string, Command> = {
       try {
         if (dryRun) await requireVerifiedTail(j);
         if (j.repaired) io.stderr.write(`torn tail dropped (operator's --repair-torn-tail): ${j.repaired.droppedBytes} bytes${j.repaired.file ? ` of ${j.repaired.file}` : ''}; the journal now ends at seq ${j.repaired.fromSeq - 1}\n`);
-        const engine = await Engine.open(j, backend, { actor: 'thinjournal-cli' });
+        const actor = 'thinjournal-cli';
+        const engine = await Engine.open(j, backend, { actor });
         if (!engine.state.pool) throw new ThinjournalError('ERR_POOL_NOT_INITIALISED', 'the journal has no pool: nothing to recover');
-        const r = await engine.recover({ dryRun: v['dry-run'] === true, actor: 'thinjournal-cli' });
+        // What the driver's start does first: the pool's loop files on their loops (attached after a reboot).
+        const devices = await preparePoolDevices(engine, backend, layoutOf(absoluteHome(v, io)), { dryRun, actor });
+        if (v.json !== true) for (const note of devices.notes) io.stdout.write(`${dryRun ? 'would ' : ''}${note}\n`);
+        const r = await engine.recover({ dryRun, actor, ...devices.view });
+        const repairing = r.plan.verdict === 'drift' && v.repair === true && !dryRun && (r.plan.repair ?? []).length > 0;
+        if (v.json !== true) printPlan(io, r.plan, { repairing });
         let repaired = null;
-        if (r.plan.verdict === 'drift' && v.repair === true && v['dry-run'] !== true) repaired = await engine.applyRepair(r.plan.repair ?? []);
-        if (v.json === true) io.stdout.write(JSON.stringify({ ...r, dryRun: v['dry-run'] === true, repaired }) + '\n');
-        else {
-          printPlan(io, r.plan);
-          if (v['dry-run'] === true) io.stdout.write('dry run: nothing was changed\n');
-          else if (r.plan.verdict !== 'drift') io.stdout.write(`applied: ${r.completed} steps (${r.skipped} already done)\n`);
-          if (repaired) io.stdout.write(`repair applied: ${repaired.completed} steps\n`);
+        let after = null;
+        if (repairing) {
+          repaired = await engine.applyRepair(r.plan, { actor, reason: 'operator-confirmed repair (recover --repair)' });
+          if (v.json !== true) io.stdout.write(`repair applied: ${repaired.completed} steps (${repaired.skipped} already done)\n`);
+          // A repair brings the kernel back to what the journal can explain; recovery then does the rest.
+          after = await engine.recover({ actor });
+          if (v.json !== true) {
+            printPlan(io, after.plan);
+            if (after.plan.verdict !== 'drift') io.stdout.write(`applied: ${after.completed} steps (${after.skipped} already done)\n`);
+          }
         }
-        return r.plan.verdict === 'drift' && !repaired ? EXIT.DRIFT : EXIT.OK;
+        if (v.json === true) io.stdout.write(JSON.stringify({ ...r, dryRun, devices: devices.notes, repaired, after }) + '\n');
+        else if (dryRun) io.stdout.write('dry run: nothing was changed\n');
+        else if (r.plan.verdict !== 'drift') io.stdout.write(`applied: ${r.completed} steps (${r.skipped} already done)\n`);
+        return (after ?? r).plan.verdict === 'drift' ? EXIT.DRIFT : EXIT.OK;
       } finally {
         await j.close();
       }
@@ -158,7 +178,7 @@ export const RECOVERY_COMMANDS: Record<string, Command> = {
       if (v['dry-run'] === true) {
         if (v.json === true) io.stdout.write(JSON.stringify({ dryRun: true, steps: plan.steps, lastSeq: plan.lastSeq, transactionId: plan.transactionId, stateHash: plan.stateHash, skippedTransactions: plan.skippedTransactions, note }) + '\n');
         else {
-          plan.steps.forEach((s, i) => io.stdout.write(`  ${String(i + 1).padStart(4)}. ${describeStep(s)}\n`));
+          plan.steps.forEach((s, i) => io.stdout.write(`  ${String(i + 1).padStart(4)}. ${describeReplayStep(s)}\n`));
           io.stdout.write(`up to seq ${plan.lastSeq}, transaction ${plan.transactionId}; state hash ${plan.stateHash}\n${note}\ndry run: nothing was changed\n`);
         }
         return EXIT.OK;

@@ -75,6 +75,21 @@ test('recover on drift: exit 3, a precise report, nothing changed; --repair appl
     io = capture(h.backend);
     assert.is(await main(['recover', '--home', h.home, '--repair'], io), EXIT.OK, io.out());
     assert.ok(!(await h.backend.poolMetadata('tj')).ids.includes(4242));
+    assert.not.match(io.out(), /nothing was changed/, 'one truthful message');
+    assert.match(io.out(), /repair \(confirmed by --repair; journaled\)/);
+    assert.match(io.out(), /repair applied: 1 steps/);
+    // The repair is journaled: intent (the drift, every step) before the kernel change, then the outcome.
+    io = capture(h.backend);
+    await main(['dump', '--home', h.home, '--json'], io);
+    const recs = io.out().trim().split('\n').map((l) => JSON.parse(l) as { type: string; actor: string; body: { steps?: string[]; completed?: number } });
+    const repairs = recs.filter((r) => r.type.startsWith('Repair'));
+    assert.equal(repairs.map((r) => r.type), ['RepairBegan', 'RepairCompleted']);
+    assert.equal(repairs[0]!.body.steps, ['delete thin id 4242']);
+    assert.is(repairs[0]!.actor, 'thinjournal-cli');
+    assert.is(repairs[1]!.body.completed, 1);
+    io = capture(h.backend);
+    assert.is(await main(['recover', '--home', h.home, '--json'], io), EXIT.OK);
+    assert.is(JSON.parse(io.out()).plan.verdict, 'in-sync');
   } finally { h.cleanup(); }
 });
 
@@ -151,6 +166,46 @@ test('recover without device-mapper and no injected backend: a coded error, exit
     assert.is(code, EXIT.ERROR);
     assert.match(io.err(), /^ERR_NATIVE_UNAVAILABLE: /);
   } finally { h.cleanup(); }
+});
+
+
+test('after a reboot with other files on the old loop numbers: recover re-attaches the home\'s files by identity, no false drift', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'thinjournal-cli-reboot-'));
+  const home = path.join(dir, 'home');
+  const backend = new ModelBackend();
+  const run = async (...args: string[]) => {
+    const io = capture(backend);
+    const code = await main([...args, '--home', home], io);
+    return { code, out: io.out(), err: io.err() };
+  };
+  try {
+    assert.is((await run('init', '--opt', 'dm.loopdatasize=1G', '--opt', 'dm.loopmetadatasize=64M', '--opt', 'dm.basesize=64M')).code, EXIT.OK);
+    assert.is((await run('create', 'd1')).code, EXIT.OK);
+    const pool = JSON.parse((await run('status', '--json')).out).poolName as string;
+    const before = (await backend.poolTable(pool));
+    backend.crash(); // devices, loops and mounts gone; the files stay
+    backend.addFile('/other/a', 64 * M);
+    backend.addFile('/other/b', 64 * M);
+    const squat = [await backend.attachLoop('/other/a'), await backend.attachLoop('/other/b')];
+    assert.equal(squat, ['/dev/loop0', '/dev/loop1'], 'other files hold the pool\'s old loop numbers');
+    const audit = await run('verify', '--kernel', '--json');
+    assert.is(audit.code, EXIT.OK, audit.out + audit.err);
+    assert.is(JSON.parse(audit.out).kernel.verdict, 'complete');
+    const dry = await run('recover', '--dry-run');
+    assert.is(dry.code, EXIT.OK, dry.out);
+    assert.match(dry.out, /would attach .*devicemapper\/data to a free loop device/);
+    assert.is(await backend.info(pool), null, 'the dry run changed nothing');
+    const r = await run('recover');
+    assert.is(r.code, EXIT.OK, r.out + r.err);
+    assert.match(r.out, /journaled: the pool's devices are now \/dev\/loop2 \(data\) and \/dev\/loop3 \(metadata\)/);
+    const after = await backend.poolTable(pool);
+    assert.equal([after.dataDevice, after.metadataDevice], [await backend.deviceNumber('/dev/loop2'), await backend.deviceNumber('/dev/loop3')]);
+    assert.is.not(after.dataDevice, before.dataDevice);
+    const again = await run('verify', '--kernel', '--json');
+    assert.equal(JSON.parse(again.out).kernel.steps, []);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test.run();

@@ -48,6 +48,11 @@ export interface PoolMetadata {
   transactionId: number;
   /** Thin device ids in the pool's committed metadata, ascending. */
   ids: number[];
+  /** The data block size the metadata was formatted with, in 512-byte sectors. */
+  dataBlockSectors: number;
+  /** The data device's size in data blocks as the metadata records it (the space map's length): a pool table
+   *  with fewer blocks is refused by the kernel at resume. 0 before the pool's first resume. */
+  dataBlocks: number;
 }
 
 export interface MountState {
@@ -127,6 +132,9 @@ export interface Backend {
    */
   findLoop(file: string): Promise<string | null>;
   blockDeviceSize(device: string): Promise<number>;
+  /** `major:minor` of the block device node at `path` (as tables and status lines name devices), or null when
+   *  nothing, or no block device, is there. */
+  deviceNumber(path: string): Promise<string | null>;
   zeroRange(device: string, offset: number, length: number): Promise<void>;
   discard(device: string, offset: number, length: number): Promise<void>;
   flush(device: string): Promise<void>;
@@ -186,6 +194,7 @@ export abstract class BackendBase implements Backend {
   /** findLoop with `file` already checked (an absolute path). */
   protected abstract rawFindLoop(file: string): Promise<string | null>;
   abstract blockDeviceSize(device: string): Promise<number>;
+  abstract deviceNumber(path: string): Promise<string | null>;
   abstract zeroRange(device: string, offset: number, length: number): Promise<void>;
   abstract discard(device: string, offset: number, length: number): Promise<void>;
   abstract flush(device: string): Promise<void>;

@@ -11,3 +11,4 @@ export {
   probeDeviceMapper, requireKernelBackend, decideDeviceMapper, gatherDmFacts, miscMinor, DM_CONTROL_PATH, PROC_MISC_PATH,
   type DeviceMapperProbe, type DmFacts, type DmVersion, type NativeProbeFact, type ProbeOptions,
 } from './probe.js';
+export { readThinMetadataFile } from './thin-metadata.js';

@@ -4,14 +4,15 @@
  * Policy that lives here, not in C++: retrying a loop attach when another process took the offered loop
  * device (EBUSY), and reading thin ids through a metadata snapshot with thin_dump.
  */
-import { readdir, readFile, realpath } from 'node:fs/promises';
+import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { createRequire } from 'node:module';
 import { ThinjournalError } from '@thinjournal/spec';
 import { BackendBase, type DeviceInfo, type DeviceListEntry, type MountOptions, type MountState, type PoolMetadata, type RemoveResult } from './backend.js';
 import { errnoOf, fromNative } from './errors.js';
-import { fsUuid, growFs, mkfs, mounted, probeFsType, runTool, xfsSetNospaceMaxRetries, type FsType, type MkfsOptions } from './fs.js';
+import { devNumbers, fsUuid, growFs, mkfs, mounted, probeFsType, runTool, xfsSetNospaceMaxRetries, type FsType, type MkfsOptions } from './fs.js';
 import type { TableLine } from './tables.js';
+import { readThinMetadataFile } from './thin-metadata.js';
 import { planResult, type ExecStep, type PlanProgress, type PlanResult } from './plan.js';
 
 type Native = typeof import('@thinjournal/native');
@@ -65,7 +66,12 @@ export function parseThinDump(xml: string): PoolMetadata {
   const sb = /<superblock\b[^>]*\btransaction="(\d+)"/.exec(xml);
   if (!sb) throw new ThinjournalError('ERR_DM_STATUS', 'thin_dump output has no superblock transaction', { line: xml.slice(0, 200) });
   const ids = [...xml.matchAll(/<device\b[^>]*\bdev_id="(\d+)"/g)].map((m) => Number(m[1])).sort((a, b) => a - b);
-  return { transactionId: Number(sb[1]), ids };
+  const attr = (name: string): number => {
+    const m = new RegExp(`<superblock\\b[^>]*\\b${name}="(\\d+)"`).exec(xml);
+    if (!m) throw new ThinjournalError('ERR_DM_STATUS', `thin_dump output has no superblock ${name}`, { line: xml.slice(0, 200) });
+    return Number(m[1]);
+  };
+  return { transactionId: Number(sb[1]), ids, dataBlockSectors: attr('data_block_size'), dataBlocks: attr('nr_data_blocks') };
 }
 
 export interface KernelBackendOptions {
@@ -187,7 +193,10 @@ export class KernelBackend extends BackendBase {
       await this.message(pool, 'release_metadata_snap');
     }
   }
+  /** thin_dump on a block device; a regular file (an unattached loopback pool's metadata) is read directly. */
   async readMetadata(metadataDevice: string): Promise<PoolMetadata> {
+    const st = await stat(metadataDevice).catch((err) => { throw fromNative(err); });
+    if (st.isFile()) return readThinMetadataFile(metadataDevice);
     const { stdout } = await runTool('thin_dump', ['--skip-mappings', metadataDevice]);
     return parseThinDump(stdout);
   }
@@ -277,6 +286,19 @@ export class KernelBackend extends BackendBase {
   }
   async blockDeviceSize(device: string): Promise<number> {
     return toSafe(await call(() => this.n.blkSize(device)), 'device size');
+  }
+  async deviceNumber(path: string): Promise<string | null> {
+    let st;
+    try {
+      st = await stat(path);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return null;
+      throw fromNative(err);
+    }
+    if (!st.isBlockDevice()) return null;
+    const { major, minor } = devNumbers(st.rdev);
+    return `${major}:${minor}`;
   }
   async zeroRange(device: string, offset: number, length: number): Promise<void> {
     await call(() => this.n.blkZeroOut(device, offset, length));

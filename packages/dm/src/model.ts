@@ -81,6 +81,8 @@ interface ThinMeta {
 interface PoolMeta {
   transactionId: number;
   dataBlockSectors: number;
+  /** The data device's length in blocks as committed (the kernel's data space map): grows at resume, never shrinks. */
+  dataBlocks: number;
   time: number;
   heldRoot: number | null;
   thins: Map<number, ThinMeta>;
@@ -411,7 +413,7 @@ export class ModelBackend extends BackendBase {
     else if (st && st.fs) throw E('ENOTBLK');
     else {
       // An all-zero superblock: the pool formats the metadata device (and commits) in its constructor.
-      meta = { transactionId: 0, dataBlockSectors: bs, time: 0, heldRoot: null, thins: new Map() };
+      meta = { transactionId: 0, dataBlockSectors: bs, dataBlocks: 0, time: 0, heldRoot: null, thins: new Map() };
       if (st) st.meta = meta;
     }
     const metaBlocks = Math.min(Math.floor(this.sizeOf(metaDev) / 4096), MAX_METADATA_BLOCKS);
@@ -496,11 +498,24 @@ export class ModelBackend extends BackendBase {
     // constructs first, which leaves the same end state (no device) with the same errno.
     // An empty table means DM_DEV_CREATE alone (a device with no table), as in KernelBackend.
     const t = table.length ? this.construct(name, table, opts.readOnly ?? false) : null;
+    if (t) this.preresume(name, t);
     const minor = this.freeMinor([...this.dms.values()].map((d) => d.minor));
     const d: DmDev = { name, uuid: opts.uuid ?? '', minor, live: t, inactive: null, suspended: false, readOnly: opts.readOnly ?? false, deferredRemove: false };
     this.dms.set(name, d);
     this.dmDevs.set(name, { kind: 'dm', path: this.devicePath(name), major: DM_MAJOR, minor });
     return this.infoOf(d);
+  }
+  /**
+   * pool_preresume: a pool table shorter than the data the metadata records is refused ("pool target (N
+   * blocks) too small: expected M"); a longer one extends the data space map and commits it.
+   */
+  private preresume(name: string, t: Table): void {
+    const p = t.target;
+    if (p?.kind !== 'pool') return;
+    const blocks = Math.floor(t.lines[0]!.length / p.blockSectors);
+    if (blocks < p.meta.dataBlocks) throw kernelError('EINVAL', 'DM_DEV_SUSPEND(resume)', { device: name });
+    p.meta.dataBlocks = blocks;
+    if (p.metaDev.storage) p.metaDev.storage.meta = p.meta;
   }
   protected async rawLoad(name: string, table: TableLine[], opts: { readOnly?: boolean }): Promise<void> {
     const d = this.dmOf(name, 'DM_TABLE_LOAD');
@@ -523,6 +538,7 @@ export class ModelBackend extends BackendBase {
     // A suspended device needs a table to resume with; an unsuspended one returns at once.
     if (d.suspended && !d.inactive && !d.live) throw kernelError('EINVAL', 'DM_DEV_SUSPEND(resume)', { device: name });
     if (d.inactive) {
+      this.preresume(name, d.inactive);
       const old = d.live;
       d.live = d.inactive;
       d.readOnly = d.inactive.readOnly;
@@ -639,16 +655,17 @@ export class ModelBackend extends BackendBase {
     if (!t || t.kind !== 'pool') throw new ThinjournalError('ERR_DM_STATUS', `${pool} is not a single thin-pool target`, { device: pool });
     // As KernelBackend, which reads through a metadata snapshot: a stale reservation is released, none is left.
     t.meta.heldRoot = null;
-    return { transactionId: t.meta.transactionId, ids: [...t.meta.thins.keys()].sort((a, b) => a - b) };
+    return { transactionId: t.meta.transactionId, ids: [...t.meta.thins.keys()].sort((a, b) => a - b), dataBlockSectors: t.meta.dataBlockSectors, dataBlocks: t.meta.dataBlocks };
   }
   async readMetadata(metadataDevice: string): Promise<PoolMetadata> {
-    const dev = this.resolve(metadataDevice);
-    if (!dev) throw kernelError('ENOENT', 'open', { path: metadataDevice });
-    const meta = dev.storage?.meta;
+    // thin_dump reads a block device or a file (a loopback pool's metadata file, attached or not).
+    const storage = this.resolve(metadataDevice)?.storage ?? this.files.get(metadataDevice);
+    if (!storage) throw kernelError('ENOENT', 'open', { path: metadataDevice });
+    const meta = storage.meta;
     if (!meta) {
       throw new ThinjournalError('ERR_FS_TOOL', `thin_dump ${metadataDevice} failed (exit 1): bad checksum in superblock (model)`, { tool: 'thin_dump', status: 1, stderr: 'bad checksum in superblock' });
     }
-    return { transactionId: meta.transactionId, ids: [...meta.thins.keys()].sort((a, b) => a - b) };
+    return { transactionId: meta.transactionId, ids: [...meta.thins.keys()].sort((a, b) => a - b), dataBlockSectors: meta.dataBlockSectors, dataBlocks: meta.dataBlocks };
   }
 
   // ---------------------------------------------------------------- Backend: loop and block devices
@@ -695,6 +712,10 @@ export class ModelBackend extends BackendBase {
   }
   async blockDeviceSize(device: string): Promise<number> {
     return this.sizeOf(this.blockDev(device, 'BLKGETSIZE64'));
+  }
+  async deviceNumber(path: string): Promise<string | null> {
+    const dev = this.resolve(path);
+    return dev ? `${dev.major}:${dev.minor}` : null;
   }
   async zeroRange(device: string, offset: number, length: number): Promise<void> {
     const dev = this.blockDev(device, 'BLKZEROOUT');

@@ -113,7 +113,7 @@ test('names: DM limits', () => {
 
 test('thin_dump output, mountinfo, superblock magic', () => {
   const xml = '<superblock uuid="" time="1" transaction="3" flags="0" version="2" data_block_size="128" nr_data_blocks="16384">\n  <device dev_id="7" mapped_blocks="0" transaction="0" creation_time="0" snap_time="1">\n  </device>\n  <device dev_id="0" mapped_blocks="18" transaction="0" creation_time="0" snap_time="1">\n  </device>\n</superblock>\n';
-  assert.equal(parseThinDump(xml), { transactionId: 3, ids: [0, 7] });
+  assert.equal(parseThinDump(xml), { transactionId: 3, ids: [0, 7], dataBlockSectors: 128, dataBlocks: 16384 });
   assert.is(code(() => parseThinDump('garbage')), 'ERR_DM_STATUS');
   const mi = parseMountInfo('36 35 98:0 / /mnt/with\\040space rw,noatime master:1 - ext4 /dev/mapper/thin0 rw,errors=continue\n');
   assert.equal(mi, [{ mountPoint: '/mnt/with space', dev: '98:0', options: ['rw', 'noatime'], fsType: 'ext4', source: '/dev/mapper/thin0' }]);

@@ -27,6 +27,7 @@ import {
 } from '@thinjournal/model';
 import { requireKernelBackend, type Backend, type FsType } from '@thinjournal/dm';
 import { Engine, type EngineOptions, type RecoveryResult } from '@thinjournal/reconciler';
+import { preparePoolDevices } from './pool-devices.js';
 import { ThinpoolInitError, driverClosed } from './errors.js';
 import { checkHome, checkInside, devicePrefixFor, ensureDir, ensureSparseFile, growSparseFile, layoutOf, type Layout } from './layout.js';
 
@@ -206,7 +207,7 @@ export class DeviceSet {
     const s = this.state;
     if (s.pool) {
       this.checkCompatible();
-      if (s.pool.loopback) await this.attachLoopFiles(false);
+      this.attachedLoops.push(...(await preparePoolDevices(this.engine, this.backend, this.layout, { actor: 'recovery' })).attached);
       if (o.thinPoolDevice !== null && !(await this.backend.info(s.pool.poolName))?.activeTable) {
         // An adopted pool is its owner's to activate (LVM: `lvchange -ay`); rebuilding its table from the
         // journal would bypass the owner's metadata. Refuse, change nothing.
@@ -251,23 +252,13 @@ export class DeviceSet {
     }
   }
 
-  /** The loopback files, attached (re-using a loop this host already has on them); a new loop is journaled. */
-  private async attachLoopFiles(fresh: boolean): Promise<{ data: string; metadata: string }> {
+  /** A new pool's loopback files, created sparse and attached (re-using a loop this host already has on them). */
+  private async attachNewLoopFiles(): Promise<{ data: string; metadata: string }> {
     const L = this.layout;
     ensureDir(this.backend, L.devicemapper);
-    if (!fresh && (!existsSync(L.dataFile) || !existsSync(L.metadataFile))) {
-      throw new ThinpoolInitError(`the journal's pool lives on ${L.dataFile} and ${L.metadataFile}, and one of them is missing`);
-    }
     ensureSparseFile(this.backend, L.dataFile, this.options.loopDataSize);
     ensureSparseFile(this.backend, L.metadataFile, this.options.loopMetadataSize);
-    const data = await this.loopFor(L.dataFile);
-    const metadata = await this.loopFor(L.metadataFile);
-    const p = this.state.pool;
-    if (p && (p.dataDevice !== data || p.metadataDevice !== metadata)) {
-      // After a reboot the files come back on other loop numbers: record it before recovery builds tables.
-      await this.exec({ type: 'attachPoolDevices', dataDevice: data, metadataDevice: metadata, dataFile: L.dataFile, metadataFile: L.metadataFile }, 'loopback files re-attached');
-    }
-    return { data, metadata };
+    return { data: await this.loopFor(L.dataFile), metadata: await this.loopFor(L.metadataFile) };
   }
 
   private async loopFor(file: string): Promise<string> {
@@ -282,7 +273,7 @@ export class DeviceSet {
     const o = this.options;
     const prefix = devicePrefixFor(this.root);
     if (o.loopback) {
-      const { data, metadata } = await this.attachLoopFiles(true);
+      const { data, metadata } = await this.attachNewLoopFiles();
       // A metadata file that already holds a pool belongs to a journal we do not have: never format over it.
       // Except an empty one (transaction 0, no thin device): an init of ours that a crash cut short between
       // formatting the pool and journaling PoolInitialised — nothing in it to lose; the pool is adopted.

@@ -8,6 +8,7 @@ export { init, Driver, statusPairs, type IdMap, type IdMaps } from './driver.js'
 export { DeviceSet, type DeviceSetOptions, type DiskUsage, type Status, type DevStatus } from './device-set.js';
 export { ThinpoolInitError } from './errors.js';
 export { layoutOf, devicePrefixFor, type Layout } from './layout.js';
+export { preparePoolDevices, type PoolDevices, type PoolDevicesOptions } from './pool-devices.js';
 
 /** Docker's ProbeFsType(device): "ext4" or "xfs" from the superblock (ERR_FS_UNKNOWN otherwise). */
 export function probeFsType(device: string): Promise<FsType> {

@@ -13,7 +13,7 @@ import { Projection, decide, recordedTexts, stateHash, toPlain, fromPlain, type 
 import { thinPoolTable, thinTable, type Backend, type ThinPoolTableSpec } from '@thinjournal/dm';
 import { runPlan } from './execute.js';
 import { applyRecord, modelProblem } from './apply.js';
-import { planRecovery, type JournalView, type KernelView, type PoolTableView, type RecoveryPlan, type Step } from './plan.js';
+import { describeStep, planRecovery, type BlockDeviceView, type JournalView, type KernelView, type PoolTableView, type RecoveryPlan, type Step } from './plan.js';
 
 const SECTOR = 512;
 /** Events that add kernel state: journaled before the kernel is asked (see Engine.direct). */
@@ -32,6 +32,14 @@ export interface EngineOptions {
   readonly onPoint?: (point: ProtocolPoint, command: Command) => void | Promise<void>;
   /** Store a checkpoint every this many records (0: never). */
   readonly checkpointEvery?: number;
+}
+
+/** Where kernelView looks for the pool's devices when they are not (yet) at the journal's paths. */
+export interface KernelViewOptions {
+  /** The pool's metadata is read from here instead of the journal's metadata device (an unattached loop file). */
+  readonly metadataSource?: string;
+  /** The block devices that will be at the pool's paths (given: not looked up). */
+  readonly devices?: { readonly data?: BlockDeviceView | null; readonly metadata?: BlockDeviceView | null };
 }
 
 export interface ExecuteMeta { readonly actor?: string; readonly reason?: string }
@@ -437,25 +445,39 @@ export class Engine {
           const d = s.devices.get((e.body as { hash: string }).hash);
           return { deviceId: (e.body as { deviceId: number }).deviceId, name: d?.active ? d.dmName : null };
         }),
+        ...pending.events.filter((e) => e.type === 'PoolResized').map((e) => ({ dataSize: (e.body as { dataSize: number }).dataSize }))[0],
       },
+      devicePrefix: pool.devicePrefix,
       devices: [...s.devices.values()].map((d) => ({ hash: d.hash, deviceId: d.deviceId, size: d.size, activeName: d.active ? d.dmName : null, mounts: d.mounts.map((m) => m.path), ...(d.removalDeferred ? { removalDeferred: true } : {}) })),
     };
   }
 
-  /** The kernel's side of recovery, read through the backend. */
-  async kernelView(): Promise<KernelView> {
+  /**
+   * The kernel's side of recovery, read through the backend. `devices` names other paths for the pool's data
+   * and metadata devices than the journal's (a dry run's loop files not attached yet: `metadataSource` is
+   * where their metadata can be read, `data`/`metadata` what will be there).
+   */
+  async kernelView(opts: KernelViewOptions = {}): Promise<KernelView> {
     const s = this.state;
     const pool = s.pool!;
+    const b = this.backend;
     // A dm device without a live table is a create that a crash cut short (DM_DEV_CREATE done, its table
-    // load and resume not — found by the real-kernel kill test): it is not active. Planned as absent, its
-    // activation's createDevice step completes it (packages/dm plan.ts, guard device-absent).
-    const poolActive = (await this.backend.info(pool.poolName))?.activeTable === true;
+    // load and resume not): it is not active. Planned as absent, its activation's createDevice step
+    // completes it (packages/dm plan.ts, guard device-absent).
+    const poolInfo = await b.info(pool.poolName);
+    const poolActive = poolInfo?.activeTable === true;
     let transactionId: number | null = null;
     let thinIds: number[] = [];
-    try {
-      const md = poolActive ? await this.backend.poolMetadata(pool.poolName) : await this.backend.readMetadata(pool.metadataDevice);
+    let metadataGeometry: KernelView['metadataGeometry'] = null;
+    const poolSuspended = poolActive && poolInfo!.suspended;
+    let metadataError: string | null = null;
+    // A suspended pool is not read through a metadata snapshot (its messages would wait for the resume): the
+    // planner reports the suspension alone, and the repair's resume comes before anything else is looked at.
+    if (!poolSuspended) try {
+      const md = poolActive ? await b.poolMetadata(pool.poolName) : await b.readMetadata(opts.metadataSource ?? pool.metadataDevice);
       transactionId = md.transactionId;
       thinIds = md.ids;
+      metadataGeometry = { blockSize: md.dataBlockSectors * SECTOR, dataSize: md.dataBlocks * md.dataBlockSectors * SECTOR };
     } catch (err) {
       // A missing tool is not a pool whose metadata cannot be read: say what to install instead of reporting drift.
       const cause = (err as { cause?: { code?: unknown } }).cause;
@@ -463,34 +485,78 @@ export class Engine {
         throw new ThinjournalError('ERR_FS_TOOL', `${(err as { tool?: string }).tool ?? 'thin_dump'} is not installed: recovery reads the pool's thin ids with thin-provisioning-tools (Debian/Ubuntu: apt install thin-provisioning-tools)`, { cause: err });
       }
       transactionId = null;
+      metadataError = (err as Error).message;
     }
+    let poolTable: KernelView['poolTable'] = null;
+    if (poolActive) {
+      const t = await b.poolTable(pool.poolName);
+      poolTable = { dataDevice: t.dataDevice, metadataDevice: t.metadataDevice, dataSize: t.lengthSectors * SECTOR, blockSize: t.dataBlockSectors * SECTOR };
+    }
+    const blockDevice = async (path: string): Promise<BlockDeviceView | null> => {
+      const number = await b.deviceNumber(path);
+      return number === null ? null : { number, size: await b.blockDeviceSize(path) };
+    };
+    const poolDevices = {
+      data: opts.devices && 'data' in opts.devices ? opts.devices.data ?? null : await blockDevice(pool.dataDevice),
+      metadata: opts.devices && 'metadata' in opts.devices ? opts.devices.metadata ?? null : await blockDevice(pool.metadataDevice),
+    };
     const devices: string[] = [];
     const suspended: string[] = [];
-    for (const name of (await this.backend.listDevices()).map((d) => d.name).sort()) {
-      const info = await this.backend.info(name);
+    const targets: Record<string, string> = {};
+    const prefix = `${pool.devicePrefix}-`;
+    for (const name of (await b.listDevices()).map((d) => d.name).sort()) {
+      const info = await b.info(name);
       if (!info?.activeTable) continue;
       devices.push(name);
-      if (name !== pool.poolName && info.suspended) suspended.push(name);
+      if (name === pool.poolName) continue;
+      if (info.suspended) suspended.push(name);
+      if (name.startsWith(prefix)) {
+        const table = await b.table(name);
+        targets[name] = table.length === 1 ? table[0]!.type : table.map((l) => l.type).join('+') || 'empty';
+      }
     }
     const mounts: string[] = [];
-    for (const d of s.devices.values()) for (const m of d.mounts) if (await this.backend.mounted(m.path)) mounts.push(m.path);
-    return { poolActive, transactionId, thinIds, devices, mounts: mounts.sort(), suspended };
+    for (const d of s.devices.values()) for (const m of d.mounts) if (await b.mounted(m.path)) mounts.push(m.path);
+    return {
+      poolActive, transactionId, thinIds, devices, mounts: mounts.sort(), suspended,
+      poolSuspended, poolTable, metadataError, metadataGeometry, poolDevices, targets,
+    };
   }
 
   /** Plans recovery and, unless dryRun or drift, applies the plan. Idempotent: a second run plans nothing. */
-  recover(opts: { dryRun?: boolean; actor?: string } = {}): Promise<RecoveryResult> {
+  recover(opts: { dryRun?: boolean; actor?: string } & KernelViewOptions = {}): Promise<RecoveryResult> {
     return this.serial(async () => {
       if (!this.state.pool) return { plan: { verdict: 'in-sync', reason: 'no pool in the journal', steps: [] }, completed: 0, skipped: 0 };
-      const plan = planRecovery(this.journalView(), await this.kernelView());
+      const plan = planRecovery(this.journalView(), await this.kernelView(opts));
       if (opts.dryRun || plan.verdict === 'drift') return { plan, completed: 0, skipped: 0 };
       const r = await this.applySteps(plan.steps, { actor: opts.actor ?? 'recovery' });
       return { plan, ...r };
     });
   }
 
-  /** Applies an operator-confirmed drift repair plan (`thinjournal recover --repair`). */
-  applyRepair(steps: readonly Step[]): Promise<{ completed: number; skipped: number }> {
-    return this.serial(() => this.applySteps(steps, { actor: 'recovery', reason: 'operator-confirmed repair' }));
+  /**
+   * Applies the repair a drift plan offers, once an operator confirmed it (`thinjournal recover --repair`).
+   * Journaled like everything done to the kernel: RepairBegan (the drift and every step, durable before the
+   * first), then RepairCompleted, or RepairFailed naming the step that failed (its error is rethrown).
+   */
+  applyRepair(plan: RecoveryPlan, meta: ExecuteMeta = {}): Promise<{ completed: number; skipped: number }> {
+    return this.serial(async () => {
+      const steps = plan.repair ?? [];
+      if (plan.verdict !== 'drift' || steps.length === 0) return { completed: 0, skipped: 0 };
+      const m = { actor: meta.actor ?? 'recovery', reason: meta.reason ?? 'operator-confirmed repair' };
+      const txId = this.state.txId;
+      await this.append([{ type: 'RepairBegan', txId, body: { drift: plan.reason.slice(0, 4000), steps: steps.map(describeStep) } }], m);
+      try {
+        const r = await this.applySteps(steps, m);
+        await this.append([{ type: 'RepairCompleted', txId: this.state.txId, body: { completed: r.completed, skipped: r.skipped } }], m);
+        return r;
+      } catch (err) {
+        const reason = `${(err as { code?: string }).code ?? 'error'}: ${(err as Error).message}`.slice(0, 4000);
+        const completed = (err as { completed?: number }).completed ?? 0;
+        await this.append([{ type: 'RepairFailed', txId: this.state.txId, body: { completed, reason } }], m).catch(() => {});
+        throw err;
+      }
+    });
   }
 
   /**
@@ -500,6 +566,18 @@ export class Engine {
    */
   private async applySteps(steps: readonly Step[], meta: ExecuteMeta): Promise<{ completed: number; skipped: number }> {
     const ctx = { pool: this.poolName(), fsType: (this.state.base?.fs ?? 'ext4') as 'ext4' | 'xfs', backend: this.backend };
-    return runPlan(this.backend, steps, ctx, (events, sync) => this.append(events, meta, sync));
+    return runPlan(this.backend, steps, ctx, async (st) => {
+      switch (st.kind) {
+        case 'append':
+          return this.append(st.events, meta, st.sync);
+        case 'adoptDataSize': {
+          // The kernel's pool already has this size: the transaction reloads the same table and moves the
+          // transaction id, so the journal's pool and the kernel's agree again.
+          const command: Command = { type: 'resizePool', dataSize: st.dataSize };
+          const events = decide(this.state, command);
+          return events.length ? this.transaction(command, events, meta) : [];
+        }
+      }
+    });
   }
 }

@@ -13,7 +13,6 @@
  *   recovery run again re-plans from what did happen (guards make the completed steps skip).
  */
 import { thinPoolTable, thinTable, type Backend, type ExecStep, type FsType, type PlanProgress } from '@thinjournal/dm';
-import type { JournalEvent } from '@thinjournal/spec';
 import type { Step } from './plan.js';
 import { poolTableSpec } from './engine.js';
 
@@ -27,7 +26,11 @@ export interface LowerContext {
   readonly backend: Pick<Backend, 'devicePath'>;
 }
 
-export type KernelStep = Exclude<Step, { kind: 'append' }>;
+/** Steps the executor runs; the others are the Engine's (journal appends, a repair's resizePool transaction). */
+export type KernelStep = Exclude<Step, { kind: 'append' | 'adoptDataSize' }>;
+export type EngineStep = Extract<Step, { kind: 'append' | 'adoptDataSize' }>;
+
+const isEngineStep = (s: Step): s is EngineStep => s.kind === 'append' || s.kind === 'adoptDataSize';
 
 /** A planner step → the executor's step (tables built, paths resolved). */
 export function lowerStep(st: KernelStep, c: LowerContext): ExecStep {
@@ -57,34 +60,39 @@ export interface RunPlanResult {
 }
 
 /** Progress of a whole plan: `index` is the step's index in the plan (appends included). */
-export type RunPlanProgress = PlanProgress | { readonly index: number; readonly kind: 'append'; readonly outcome: 'done' };
+export type RunPlanProgress = PlanProgress | { readonly index: number; readonly kind: EngineStep['kind']; readonly outcome: 'done' };
 
 /**
- * Runs `steps` in order: each maximal run of kernel steps in one `backend.executePlan` call, each append
- * through `append`. Throws the failed kernel step's error (ERR_KERNEL with its errno name), with
+ * Runs `steps` in order: each maximal run of kernel steps in one `backend.executePlan` call, each of the
+ * Engine's steps (appends) through `engineStep`. Throws the failed kernel step's error (ERR_KERNEL with its errno name), with
  * `planIndex` (the step's index in `steps`) and `completed` (steps done before it) attached.
  */
 export async function runPlan(
   backend: Backend,
   steps: readonly Step[],
   ctx: LowerContext,
-  append: (events: readonly JournalEvent[], sync: boolean) => Promise<unknown>,
+  engineStep: (step: EngineStep) => Promise<unknown>,
   onProgress?: (p: RunPlanProgress) => void,
 ): Promise<RunPlanResult> {
   let completed = 0;
   let skipped = 0;
   for (let i = 0; i < steps.length;) {
     const st = steps[i]!;
-    if (st.kind === 'append') {
-      await append(st.events, st.sync);
+    if (isEngineStep(st)) {
+      try {
+        await engineStep(st);
+      } catch (err) {
+        if (err && typeof err === 'object') Object.assign(err, { planIndex: i, completed });
+        throw err;
+      }
       completed++;
-      onProgress?.({ index: i, kind: 'append', outcome: 'done' });
+      onProgress?.({ index: i, kind: st.kind, outcome: 'done' });
       i++;
       continue;
     }
     let j = i;
     const batch: ExecStep[] = [];
-    for (; j < steps.length && steps[j]!.kind !== 'append'; j++) batch.push(lowerStep(steps[j] as KernelStep, ctx));
+    for (let next = steps[j]; j < steps.length && next && !isEngineStep(next); next = steps[++j]) batch.push(lowerStep(next, ctx));
     const offset = i;
     const r = await backend.executePlan(batch, onProgress && ((p) => onProgress({ ...p, index: p.index + offset })));
     completed += r.completed;

@@ -16,6 +16,8 @@ export interface JournalView {
   readonly pending: PendingIntent | null;
   /** Live devices (not deleted) as of T — before the pending intent. */
   readonly devices: readonly DeviceView[];
+  /** Thin devices are activated as `<devicePrefix>-…`: a dm device with this prefix the journal does not know is a stray. */
+  readonly devicePrefix: string;
 }
 
 export interface PoolTableView {
@@ -36,6 +38,8 @@ export interface PendingIntent {
   readonly activates?: readonly string[];
   /** Thin ids the intent deletes. */
   readonly deletes: readonly { readonly deviceId: number; readonly name: string | null }[];
+  /** A pending resizePool's new data size (bytes). */
+  readonly dataSize?: number;
 }
 
 export interface DeviceView {
@@ -66,6 +70,23 @@ export interface KernelView {
   readonly mounts: readonly string[];
   /** dm devices left suspended (a crash between suspend and resume around create_snap of an active origin). */
   readonly suspended: readonly string[];
+  /** The pool's own device is suspended (I/O to every thin device waits). */
+  readonly poolSuspended: boolean;
+  /** The active pool's table: its devices as `major:minor`, its data size in bytes; null when the pool is not active. */
+  readonly poolTable: { readonly dataDevice: string; readonly metadataDevice: string; readonly dataSize: number; readonly blockSize: number } | null;
+  /** Why the pool's metadata could not be read (null when it was, or was not tried: a suspended pool). */
+  readonly metadataError?: string | null;
+  /** What the pool's metadata superblock records (bytes): its data block size and the data size; null when unreadable. */
+  readonly metadataGeometry: { readonly blockSize: number; readonly dataSize: number } | null;
+  /** The block devices now at the journal's data and metadata paths (`major:minor`, bytes); null when none is there. */
+  readonly poolDevices: { readonly data: BlockDeviceView | null; readonly metadata: BlockDeviceView | null };
+  /** Live-table target types of dm devices named with the journal's prefix (the pool excluded), by name. */
+  readonly targets: Readonly<Record<string, string>>;
+}
+
+export interface BlockDeviceView {
+  readonly number: string;
+  readonly size: number;
 }
 
 /** One kernel or journal step. `guard` says when the executor must skip it (already done): idempotence. */
@@ -77,7 +98,9 @@ export type Step =
   | { readonly kind: 'setTransactionId'; readonly from: number; readonly to: number; readonly guard: 'txid-is-from' }
   | { readonly kind: 'activateThin'; readonly name: string; readonly deviceId: number; readonly size: number; readonly guard: 'device-absent' }
   | { readonly kind: 'mount'; readonly hash: string; readonly name: string; readonly path: string; readonly guard: 'not-mounted' }
-  | { readonly kind: 'append'; readonly events: readonly JournalEvent[]; readonly sync: boolean; readonly guard: 'none' };
+  | { readonly kind: 'append'; readonly events: readonly JournalEvent[]; readonly sync: boolean; readonly guard: 'none' }
+  /** A repair, run by the Engine as a resizePool transaction: the journal adopts the data size the kernel's pool has. */
+  | { readonly kind: 'adoptDataSize'; readonly dataSize: number; readonly guard: 'none' };
 
 export type Verdict = 'in-sync' | 'roll-forward' | 'roll-back' | 'complete' | 'drift';
 
@@ -91,6 +114,10 @@ export interface Drift {
   readonly pendingTxId: number | null;
   readonly kernelTxId: number | null;
   readonly message: string;
+  /** One line per disagreement besides thin ids and transaction ids (pool geometry, identity, tables, strays). */
+  readonly findings: readonly string[];
+  /** Disagreements no repair is offered for (the operator must act: e.g. a foreign device at a journaled path). */
+  readonly refusals: readonly string[];
 }
 
 export interface RecoveryPlan {
@@ -157,17 +184,119 @@ function drift(j: JournalView, k: KernelView, expectedIds: readonly number[], me
     verdict: 'drift',
     reason: message,
     steps: [],
-    drift: { kernelOnly, journalOnly, journalTxId: j.committedTxId, pendingTxId: j.pending?.txId ?? null, kernelTxId: k.transactionId, message },
+    drift: { kernelOnly, journalOnly, journalTxId: j.committedTxId, pendingTxId: j.pending?.txId ?? null, kernelTxId: k.transactionId, message, findings: [], refusals: [] },
     repair,
   };
 }
 
+/** Disagreements found beside the transaction protocol's: each a line, and the repair steps it offers. */
+interface Findings {
+  readonly lines: string[];
+  readonly refusals: string[];
+  readonly repair: Step[];
+}
+
+const MiB = 1024 * 1024;
+const bytes = (n: number) => (n % MiB === 0 ? `${n / MiB} MiB` : `${n} bytes`);
+
+/**
+ * The data size the pool's table is built with: the journal's, a pending resize's once the data device can
+ * hold it (completing it is the roll-forward), never less than the metadata records (the kernel refuses a
+ * table shorter than its data space map at resume).
+ */
+function tableDataSize(j: JournalView, k: KernelView): number {
+  const device = k.poolDevices.data?.size ?? 0;
+  const pending = j.pending?.dataSize !== undefined && device >= j.pending.dataSize ? j.pending.dataSize : 0;
+  return Math.max(j.pool.dataSize, pending, k.metadataGeometry?.dataSize ?? 0);
+}
+
+/**
+ * What the transaction ids and thin ids cannot show: whether the pool the kernel has (or would be built) is
+ * on the journal's own devices, whether its geometry is the journal's, and whether every dm device under the
+ * journal's prefix is one the journal activated, with the table it loaded, running.
+ */
+function findings(j: JournalView, k: KernelView): Findings {
+  const f: Findings = { lines: [], refusals: [], repair: [] };
+  const { data, metadata } = k.poolDevices;
+  const bs = j.pool.blockSize;
+  // Identity: a pool is never assembled on, nor kept on, devices the journal cannot identify as its own.
+  if (!data) f.refusals.push(`no block device at the journal's data device ${j.pool.dataDevice}`);
+  if (!metadata) f.refusals.push(`no block device at the journal's metadata device ${j.pool.metadataDevice}`);
+  if (k.poolTable && data && k.poolTable.dataDevice !== data.number) {
+    f.refusals.push(`the pool ${j.poolName} is active on data device ${k.poolTable.dataDevice}, not on the journal's ${j.pool.dataDevice} (${data.number})`);
+  }
+  if (k.poolTable && metadata && k.poolTable.metadataDevice !== metadata.number) {
+    f.refusals.push(`the pool ${j.poolName} is active on metadata device ${k.poolTable.metadataDevice}, not on the journal's ${j.pool.metadataDevice} (${metadata.number})`);
+  }
+  const g = k.metadataGeometry;
+  if (g && g.blockSize !== bs) {
+    f.refusals.push(`the metadata on ${j.pool.metadataDevice} is for data blocks of ${bytes(g.blockSize)}, the journal's pool has ${bytes(bs)}: not this pool's metadata`);
+  }
+  if (g && data && g.blockSize === bs && g.dataSize > data.size) {
+    f.refusals.push(`the metadata on ${j.pool.metadataDevice} records ${bytes(g.dataSize)} of data, the device at ${j.pool.dataDevice} has ${bytes(data.size)}: not this pool's data device`);
+  }
+  if (data && !k.poolTable && data.size < j.pool.dataSize) {
+    f.refusals.push(`the device at ${j.pool.dataDevice} has ${bytes(data.size)}, the journal's pool ${bytes(j.pool.dataSize)}: not this pool's data device`);
+  }
+  if (f.refusals.length) return f;
+
+  // Geometry: the data size the kernel's pool has, beyond what the journal knows, is adopted by a repair.
+  const blocks = (n: number) => Math.floor(n / bs);
+  const expected = Math.max(blocks(j.pool.dataSize), blocks(j.pending?.dataSize ?? 0));
+  const observed = k.poolTable ? blocks(k.poolTable.dataSize) : g ? blocks(g.dataSize) : null;
+  if (observed !== null && observed > expected) {
+    f.lines.push(`the pool's data grew outside the journal: the kernel has ${bytes(observed * bs)} (${observed} blocks), the journal ${bytes(expected * bs)} (${expected} blocks)`);
+    f.repair.push({ kind: 'adoptDataSize', dataSize: observed * bs, guard: 'none' });
+  }
+
+  // dm devices under the journal's prefix: the journal's own with the table it loaded, and no others.
+  const active = new Map(j.devices.filter((d) => d.activeName).map((d) => [d.activeName!, d]));
+  const pendingNames = new Set(j.pending?.activates ?? []);
+  const mounted = new Set(k.mounts);
+  for (const name of Object.keys(k.targets).sort()) {
+    const type = k.targets[name]!;
+    const d = active.get(name);
+    if (!d) {
+      if (pendingNames.has(name)) continue;
+      f.lines.push(`dm device ${name} carries the journal's prefix but the journal never activated it (a ${type} device)`);
+      f.repair.push({ kind: 'removeDevice', name, guard: 'device-present' });
+    } else if (type !== 'thin') {
+      const busy = d.mounts.filter((p) => mounted.has(p));
+      f.lines.push(`dm device ${name} (${JSON.stringify(d.hash)}) has a table of type ${type}, not thin (removed by force while open?)`);
+      if (busy.length) f.refusals.push(`${name} is still mounted at ${busy.join(', ')}: unmount it, then recover re-activates and re-mounts it`);
+      else f.repair.push({ kind: 'removeDevice', name, guard: 'device-present' });
+    }
+  }
+  return f;
+}
+
+/** A drift plan with the findings merged in: one report, one repair (nothing offered while anything is refused). */
+function withFindings(j: JournalView, k: KernelView, plan: RecoveryPlan, f: Findings): RecoveryPlan {
+  const base = plan.verdict === 'drift' ? plan : null;
+  const drift = base?.drift ?? { kernelOnly: [], journalOnly: [], journalTxId: j.committedTxId, pendingTxId: j.pending?.txId ?? null, kernelTxId: k.transactionId, message: '', findings: [], refusals: [] };
+  const reason = [base?.reason, ...f.refusals, ...f.lines].filter((x): x is string => !!x).join('; ');
+  // After a reboot every repair needs the pool's table first — but only over metadata that could be read:
+  // building a table over unreadable metadata would format it.
+  const create: Step[] = !k.poolActive && k.metadataGeometry
+    ? [{ kind: 'createPool', name: j.poolName, pool: { ...j.pool, dataSize: Math.max(tableDataSize(j, k), ...f.repair.map((s) => (s.kind === 'adoptDataSize' ? s.dataSize : 0))) }, guard: 'device-absent' }]
+    : [];
+  const repair = f.refusals.length ? [] : [...create, ...f.repair, ...(base?.repair ?? [])];
+  return { verdict: 'drift', reason, steps: [], drift: { ...drift, message: reason, findings: [...f.lines], refusals: [...f.refusals] }, repair };
+}
+
 export function planRecovery(j: JournalView, k: KernelView): RecoveryPlan {
+  if (k.poolSuspended) {
+    // Nothing of the pool's metadata was read: the resume first, then recovery plans again on a live pool.
+    const line = `the pool ${j.poolName} is suspended: I/O to every thin device waits`;
+    const drift: Drift = { kernelOnly: [], journalOnly: [], journalTxId: j.committedTxId, pendingTxId: j.pending?.txId ?? null, kernelTxId: null, message: line, findings: [line], refusals: [] };
+    return { verdict: 'drift', reason: line, steps: [], drift, repair: [{ kind: 'resumeDevice', name: j.poolName, guard: 'suspended' }] };
+  }
+  const f = findings(j, k);
   const plan = decidePlan(j, k);
-  if (plan.verdict === 'drift') return plan;
+  if (plan.verdict === 'drift' || f.lines.length || f.refusals.length) return withFindings(j, k, plan, f);
   if (!k.poolActive) {
     // After a reboot: the pool's table first, then everything else (its metadata says where it was).
-    const create: Step = { kind: 'createPool', name: j.poolName, pool: j.pool, guard: 'device-absent' };
+    const create: Step = { kind: 'createPool', name: j.poolName, pool: { ...j.pool, dataSize: tableDataSize(j, k) }, guard: 'device-absent' };
     return { ...plan, verdict: plan.verdict === 'in-sync' ? 'complete' : plan.verdict, reason: `the pool is not active (reboot?); re-creating it. ${plan.reason}`, steps: [create, ...plan.steps] };
   }
   if (k.suspended.length === 0) return plan;
@@ -181,7 +310,7 @@ function decidePlan(j: JournalView, k: KernelView): RecoveryPlan {
   const K = k.transactionId;
   const P = j.pending;
   const liveIds = j.devices.map((d) => d.deviceId);
-  if (K === null) return drift(j, k, liveIds, 'the pool is not active and its metadata could not be read');
+  if (K === null) return drift(j, k, liveIds, `the pool is not active and its metadata could not be read${k.metadataError ? ` (${k.metadataError})` : ''}`);
 
   if (P === null) {
     if (K !== T) return drift(j, k, liveIds, `the kernel's transaction id is ${K}, the journal's is ${T} with no transaction in progress`);
@@ -231,6 +360,21 @@ function decidePlan(j: JournalView, k: KernelView): RecoveryPlan {
   steps.push({ kind: 'append', events: [{ type: 'TransactionRolledBack', txId: P.txId, body: { reason }, actor: 'recovery', reason }], sync: true, guard: 'none' });
   steps.push(...restoreSteps(j, k, new Set(), T));
   return { verdict: 'roll-back', reason, steps };
+}
+
+/** One line of a step, for plans printed to an operator and for the steps a RepairBegan records. */
+export function describeStep(s: Step): string {
+  switch (s.kind) {
+    case 'createPool': return `create pool ${s.name} (data ${s.pool.dataDevice}, metadata ${s.pool.metadataDevice}, ${s.pool.dataSize} bytes, block ${s.pool.blockSize})`;
+    case 'resumeDevice': return `resume ${s.name}`;
+    case 'removeDevice': return `remove dm device ${s.name}`;
+    case 'deleteThin': return `delete thin id ${s.deviceId}`;
+    case 'setTransactionId': return `set_transaction_id ${s.from} ${s.to}`;
+    case 'activateThin': return `activate thin id ${s.deviceId} as ${s.name}`;
+    case 'mount': return `mount ${s.name} at ${s.path}`;
+    case 'append': return `journal: ${s.events.map((e) => `${e.type}{tx ${e.txId}}`).join(', ')}`;
+    case 'adoptDataSize': return `journal the kernel's pool data size ${s.dataSize} bytes (a resizePool transaction)`;
+  }
 }
 
 /** Canonical bytes of a plan (for "same inputs → byte-identical plan" and for printing with --json). */

@@ -4,8 +4,17 @@ import * as assert from 'uvu/assert';
 import { planRecovery, planJson, type JournalView, type KernelView, type PendingIntent } from '../src/index.js';
 
 const dev = (hash: string, deviceId: number, activeName: string | null = null, mounts: string[] = []) => ({ hash, deviceId, size: 1 << 30, activeName, mounts });
-const J = (committedTxId: number, pending: PendingIntent | null = null, devices = [dev('base', 1), dev('a', 2)]): JournalView => ({ poolName: 'pool', pool: { dataDevice: '/dev/d', metadataDevice: '/dev/m', dataSize: 1 << 30, blockSize: 65536 }, committedTxId, pending, devices });
-const K = (transactionId: number | null, thinIds: number[], extra: Partial<KernelView> = {}): KernelView => ({ poolActive: true, transactionId, thinIds, devices: ['pool'], mounts: [], suspended: [], ...extra });
+const J = (committedTxId: number, pending: PendingIntent | null = null, devices = [dev('base', 1), dev('a', 2)]): JournalView => ({ poolName: 'pool', pool: { dataDevice: '/dev/d', metadataDevice: '/dev/m', dataSize: 1 << 30, blockSize: 65536 }, committedTxId, pending, devices, devicePrefix: 'pool' });
+/** The kernel's side: by default the journal's pool, active on the journal's devices, with the journal's geometry. */
+const K = (transactionId: number | null, thinIds: number[], extra: Partial<KernelView> = {}): KernelView => ({
+  poolActive: true, transactionId, thinIds, devices: ['pool'], mounts: [], suspended: [],
+  poolSuspended: false,
+  poolTable: extra.poolActive === false ? null : { dataDevice: '7:0', metadataDevice: '7:1', dataSize: 1 << 30, blockSize: 65536 },
+  metadataGeometry: transactionId === null ? null : { blockSize: 65536, dataSize: 1 << 30 },
+  poolDevices: { data: { number: '7:0', size: 1 << 30 }, metadata: { number: '7:1', size: 16 << 20 } },
+  targets: {},
+  ...extra,
+});
 const intent = (op: string, txId: number, creates: number[] = [], deletes: { deviceId: number; name: string | null }[] = []): PendingIntent => ({ txId, op, creates, deletes });
 
 test('K = T, no intent: in sync, empty plan', () => {
@@ -102,6 +111,57 @@ test('after a reboot: re-activate and re-mount what the journal says, in device-
   assert.equal(rebooted.steps.map((s) => s.kind), ['createPool', 'activateThin', 'activateThin', 'mount', 'mount', 'mount']);
   const suspended = planRecovery(J(5, intent('addDevice', 6, [3])), K(5, [1, 2, 3], { suspended: ['pool-a'] }));
   assert.equal(suspended.steps.map((s) => s.kind), ['resumeDevice', 'deleteThin', 'append']);
+});
+
+test('identity: a pool active on other devices, or metadata of another geometry, is refused with both named and no repair', () => {
+  const onOther = planRecovery(J(5), K(5, [1, 2], { poolTable: { dataDevice: '7:9', metadataDevice: '7:1', dataSize: 1 << 30, blockSize: 65536 } }));
+  assert.is(onOther.verdict, 'drift');
+  assert.equal(onOther.repair, []);
+  assert.match(onOther.drift!.refusals.join('\n'), /active on data device 7:9, not on the journal's \/dev\/d \(7:0\)/);
+  const blocks = planRecovery(J(5), K(5, [1, 2], { poolActive: false, metadataGeometry: { blockSize: 131072, dataSize: 1 << 30 } }));
+  assert.match(blocks.drift!.refusals.join('\n'), /data blocks of 128 KiB|131072/);
+  assert.equal(blocks.repair, []);
+  const small = planRecovery(J(5), K(5, [1, 2], { poolActive: false, poolDevices: { data: { number: '7:0', size: 64 << 20 }, metadata: { number: '7:1', size: 16 << 20 } } }));
+  assert.match(small.drift!.refusals.join('\n'), /has 64 MiB, the journal's pool 1024 MiB/);
+  const none = planRecovery(J(5), K(5, [1, 2], { poolActive: false, poolDevices: { data: null, metadata: { number: '7:1', size: 16 << 20 } } }));
+  assert.match(none.drift!.refusals.join('\n'), /no block device at the journal's data device \/dev\/d/);
+  assert.equal(none.steps, [], 'no createPool on a refusal');
+});
+
+test('a pool grown outside the journal: drift with an adoptDataSize repair; after a reboot the table is built at the size the metadata demands', () => {
+  const active = planRecovery(J(5), K(5, [1, 2], { poolTable: { dataDevice: '7:0', metadataDevice: '7:1', dataSize: 2 ** 31, blockSize: 65536 } }));
+  assert.is(active.verdict, 'drift');
+  assert.match(active.reason, /data grew outside the journal: the kernel has 2048 MiB/);
+  assert.equal(active.repair, [{ kind: 'adoptDataSize', dataSize: 2 ** 31, guard: 'none' }]);
+  const geometry = { blockSize: 65536, dataSize: 2 ** 31 };
+  const rebooted = planRecovery(J(5), K(5, [1, 2], { poolActive: false, metadataGeometry: geometry, poolDevices: { data: { number: '7:0', size: 2 ** 31 }, metadata: { number: '7:1', size: 16 << 20 } } }));
+  assert.equal(rebooted.repair!.map((s) => s.kind), ['createPool', 'adoptDataSize']);
+  const c = rebooted.repair![0]!;
+  assert.ok(c.kind === 'createPool' && c.pool.dataSize === 2 ** 31, 'never a table shorter than the metadata demands');
+  // a pending resize the kernel reached is not drift: the table is built at its size, and it rolls forward
+  const resizing = { ...intent('resizePool', 6), dataSize: 2 ** 31 };
+  const rf = planRecovery(J(5, resizing), K(5, [1, 2], { poolActive: false, metadataGeometry: geometry, poolDevices: { data: { number: '7:0', size: 2 ** 31 }, metadata: { number: '7:1', size: 16 << 20 } } }));
+  assert.is(rf.verdict, 'complete');
+  const first = rf.steps[0]!;
+  assert.ok(first.kind === 'createPool' && first.pool.dataSize === 2 ** 31);
+});
+
+test('sabotage: a suspended pool, a non-thin table, a stray under the prefix — each a line and a repair', () => {
+  const susp = planRecovery(J(5), K(5, [1, 2], { poolSuspended: true }));
+  assert.is(susp.verdict, 'drift');
+  assert.equal(susp.repair, [{ kind: 'resumeDevice', name: 'pool', guard: 'suspended' }]);
+  const j = J(5, null, [dev('base', 1), dev('a', 2, 'pool-a', ['/m/a'])]);
+  const broken = planRecovery(j, K(5, [1, 2], { devices: ['pool', 'pool-a'], targets: { 'pool-a': 'error' } }));
+  assert.match(broken.drift!.findings.join('\n'), /pool-a \("a"\) has a table of type error/);
+  assert.equal(broken.repair!.map((s) => s.kind), ['removeDevice']);
+  const mounted = planRecovery(j, K(5, [1, 2], { devices: ['pool', 'pool-a'], mounts: ['/m/a'], targets: { 'pool-a': 'error' } }));
+  assert.match(mounted.drift!.refusals.join('\n'), /still mounted at \/m\/a/);
+  assert.equal(mounted.repair, []);
+  const stray = planRecovery(j, K(5, [1, 2], { devices: ['pool', 'pool-a', 'pool-x'], targets: { 'pool-a': 'thin', 'pool-x': 'zero' } }));
+  assert.match(stray.reason, /pool-x carries the journal's prefix but the journal never activated it/);
+  assert.equal(stray.repair, [{ kind: 'removeDevice', name: 'pool-x', guard: 'device-present' }]);
+  const pendingBase = planRecovery(J(5, { ...intent('createBaseImage', 6, [1]), activates: ['pool-base'] }, []), K(5, [], { devices: ['pool', 'pool-base'], targets: { 'pool-base': 'thin' } }));
+  assert.is.not(pendingBase.verdict, 'drift', 'what a pending intent activates is not a stray');
 });
 
 test('deterministic: same inputs → byte-identical plan, whatever the input order', () => {

@@ -11,6 +11,9 @@ import * as assert from 'uvu/assert';
 import { errnoOf, thinPoolTable, parseThinTable, FS_UUID_RE, ModelBackend, type Backend } from '../../../packages/dm/dist/src/index.js';
 import type { Harness, HarnessFactory } from './harness.js';
 
+/** The transaction id and thin ids of pool metadata (its geometry is asserted where it is the point). */
+const txAndIds = (m: { transactionId: number; ids: number[] }) => ({ transactionId: m.transactionId, ids: m.ids });
+
 const MiB = 1 << 20;
 
 /** Asserts that `p` rejects with ThinjournalError `code` (and, for ERR_KERNEL, errno `errnoName`). */
@@ -173,7 +176,7 @@ export function defineConformance(test: Test, makeHarness: HarnessFactory): void
     await b.setTransactionId(pool, 1, 0);
     await b.setTransactionId(pool, 0, 7);
     const md = await b.poolMetadata(pool);
-    assert.equal(md, { transactionId: 7, ids: [0] });
+    assert.equal(txAndIds(md), { transactionId: 7, ids: [0] });
     assert.is((await b.poolStatusOk(pool)).heldMetadataRoot, null, 'poolMetadata releases its metadata snapshot');
   });
 
@@ -354,7 +357,7 @@ export function defineConformance(test: Test, makeHarness: HarnessFactory): void
     const held = await b.poolStatusOk(f.pool);
     assert.ok(held.heldMetadataRoot !== null, 'a snapshot is held');
     await rejects(b.message(f.pool, 'reserve_metadata_snap'), 'ERR_KERNEL', 'EBUSY');
-    assert.equal(await b.poolMetadata(f.pool), { transactionId: 3, ids: [0] });
+    assert.equal(txAndIds(await b.poolMetadata(f.pool)), { transactionId: 3, ids: [0] });
     assert.is((await b.poolStatusOk(f.pool)).heldMetadataRoot, null, 'no reservation left behind');
   });
 
@@ -365,7 +368,7 @@ export function defineConformance(test: Test, makeHarness: HarnessFactory): void
     await b.createSnap(f.pool, 1, 0);
     await b.setTransactionId(f.pool, 0, 5);
     await b.remove(f.pool);
-    assert.equal(await b.readMetadata(f.metaDev), { transactionId: 5, ids: [0, 1] });
+    assert.equal(await b.readMetadata(f.metaDev), { transactionId: 5, ids: [0, 1], dataBlockSectors: 128, dataBlocks: Math.floor(f.dataSectors / 128) });
     await b.createPool(f.pool, { metadataDevice: f.metaDev, dataDevice: f.dataDev, lengthSectors: f.dataSectors, dataBlockSectors: 128, lowWaterMarkBlocks: 16 });
     assert.is((await b.poolStatusOk(f.pool)).transactionId, 5);
     await b.activateThin(h.name('t1'), { poolDevice: b.devicePath(f.pool), id: 1, lengthSectors: 2048 });
@@ -374,7 +377,32 @@ export function defineConformance(test: Test, makeHarness: HarnessFactory): void
     await b.remove(f.pool);
     await b.zeroRange(f.metaDev, 0, 4096);
     await b.createPool(f.pool, { metadataDevice: f.metaDev, dataDevice: f.dataDev, lengthSectors: f.dataSectors, dataBlockSectors: 128, lowWaterMarkBlocks: 16 });
-    assert.equal(await b.poolMetadata(f.pool), { transactionId: 0, ids: [] });
+    assert.equal(txAndIds(await b.poolMetadata(f.pool)), { transactionId: 0, ids: [] });
+  });
+
+  add('the metadata records the data size: a longer table grows it, a shorter one is refused at resume and leaves no device', async (h) => {
+    const b = h.backend;
+    const f = await makePool(h, 'pool', { dataBytes: 32 * MiB });
+    const blocks = f.dataSectors / 128;
+    assert.is((await b.poolMetadata(f.pool)).dataBlocks, blocks);
+    // the data file grows behind the pool's back; the loop takes the size; the pool is reloaded longer
+    await h.growFile(f.dataFile, 64 * MiB);
+    await b.resizeLoop(f.dataDev);
+    await b.load(f.pool, [thinPoolTable({ metadataDevice: f.metaDev, dataDevice: f.dataDev, lengthSectors: 2 * f.dataSectors, dataBlockSectors: 128, lowWaterMarkBlocks: 16 })]);
+    await b.resume(f.pool);
+    assert.is((await b.poolMetadata(f.pool)).dataBlocks, 2 * blocks);
+    await b.remove(f.pool);
+    assert.equal(await b.readMetadata(f.metaDev), { transactionId: 0, ids: [], dataBlockSectors: 128, dataBlocks: 2 * blocks });
+    // rebuilt at the old length: the kernel refuses it (pool target too small), and no device is left
+    await rejects(b.createPool(f.pool, { metadataDevice: f.metaDev, dataDevice: f.dataDev, lengthSectors: f.dataSectors, dataBlockSectors: 128, lowWaterMarkBlocks: 16 }), 'ERR_KERNEL', 'EINVAL');
+    assert.is(await b.info(f.pool), null);
+    assert.is((await b.readMetadata(f.metaDev)).dataBlocks, 2 * blocks, 'the refused table changed nothing');
+    // device numbers as tables name them
+    const num = await b.deviceNumber(f.dataDev);
+    assert.match(num ?? '', /^\d+:\d+$/);
+    await b.createPool(f.pool, { metadataDevice: f.metaDev, dataDevice: f.dataDev, lengthSectors: 2 * f.dataSectors, dataBlockSectors: 128, lowWaterMarkBlocks: 16 });
+    assert.is((await b.poolTable(f.pool)).dataDevice, num);
+    assert.is(await b.deviceNumber(path.join(path.dirname(f.dataFile), 'no-such-node')), null);
   });
 
   add('a message is committed when it returns (crash image of the metadata device)', async (h) => {
@@ -386,7 +414,7 @@ export function defineConformance(test: Test, makeHarness: HarnessFactory): void
     // No status, suspend or flush in between: those commit too. The image holds what dm-thin wrote.
     const image = await h.crashImage(f.metaFile);
     const dev = await b.attachLoop(image, { readOnly: true });
-    assert.equal(await b.readMetadata(dev), { transactionId: 1, ids: [3, 4] });
+    assert.equal(txAndIds(await b.readMetadata(dev)), { transactionId: 1, ids: [3, 4] });
     await b.detachLoop(dev);
   });
 

@@ -1,11 +1,13 @@
 /**
  * The real-kernel crash test (issue 5): a child process runs random operations through Engine on KernelBackend
  * against a small loopback pool and is SIGKILLed at random moments, THINJOURNAL_KILLS times (default 32).
- * After each kill (and, at random, a simulated reboot: every mount, thin device and the pool itself gone, as
- * after a power cut — the journal and the metadata device survive), the parent recovers with a new Journal
- * handle and a new Engine, then checks:
- *   - recovery found no drift, and a second (dry) recovery plans nothing; the next child's start-up recovery
- *     plans nothing either;
+ * After each kill (and, at random, a simulated reboot: every mount, thin device, the pool itself and both loop
+ * devices gone, as after a power cut — the journal and the loopback files survive — and, half the time, other
+ * files attached on the loop numbers the pool had), the parent recovers as an operator would, with the CLI's
+ * `thinjournal recover` (which re-attaches the pool's files by identity), then `thinjournal verify --kernel`,
+ * and checks:
+ *   - recovery found no drift (a false drift is counted and fails the test), verify --kernel plans nothing,
+ *     and a second (dry) recovery plans nothing; the next child's start-up recovery plans nothing either;
  *   - `thin_check` passes on the pool's metadata (through a metadata snapshot of the live pool:
  *     `reserve_metadata_snap`, `thin_check -m`; after a simulated reboot also offline, with no pool);
  *   - `thin_ls -m` device ids = the journal's device ids; `thin_dump -m` transaction id and the pool status
@@ -18,7 +20,7 @@
  * recovery and the checks, not a node start-up. THINJOURNAL_KILL_SEED replays a run (the seed is printed).
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -27,6 +29,7 @@ import * as assert from 'uvu/assert';
 import { Journal } from '../../../packages/journal/dist/src/index.js';
 import { parseMountInfo, parseThinDump, type KernelBackend } from '../../../packages/dm/dist/src/index.js';
 import { Engine } from '../../../packages/reconciler/dist/src/index.js';
+import { main, EXIT, type Io } from '../../../packages/cli/dist/src/index.js';
 import type { State } from '../../../packages/model/dist/src/index.js';
 import { KernelHarness, kernelUnavailable } from './kernel-harness.js';
 import { prng } from './kill-child.js';
@@ -122,9 +125,14 @@ if (why) {
       const childJs = path.join(staged.root, here, 'kill-child.js');
       console.log(`  staged ${staged.files} files, ${staged.links} links for the children in ${Date.now() - t0} ms`);
 
-      const metaDev = await b.attachLoop(await h.makeFile(32 * MiB));
-      const dataDev = await b.attachLoop(await h.makeFile(512 * MiB));
-      const home = path.join(h.dir, 'home', 'journal');
+      // A driver home's layout (journal/, devicemapper/{data,metadata}), so that the CLI recovers it as its own.
+      const homeDir = path.join(h.dir, 'home');
+      const files = { data: path.join(homeDir, 'devicemapper', 'data'), metadata: path.join(homeDir, 'devicemapper', 'metadata') };
+      mkdirSync(path.dirname(files.data), { recursive: true, mode: 0o700 });
+      for (const [f, size] of [[files.data, 512 * MiB], [files.metadata, 32 * MiB]] as const) { writeFileSync(f, ''); truncateSync(f, size); }
+      const metaDev = await b.attachLoop(files.metadata);
+      const dataDev = await b.attachLoop(files.data);
+      const home = path.join(homeDir, 'journal');
       const mntRoot = path.join(h.dir, 'mnt');
       mkdirSync(mntRoot, { recursive: true });
       const poolName = h.name('pool');
@@ -157,7 +165,8 @@ if (why) {
         // The live pool's committed metadata, checked and listed through a metadata snapshot.
         await b.message(poolName, 'reserve_metadata_snap');
         try {
-          await run('thin_check', ['-q', '-m', metaDev]).catch((err) => { out.push(`thin_check -m: ${(err as { stderr?: string }).stderr ?? err}`); });
+          const metaDev = s.pool!.metadataDevice;
+        await run('thin_check', ['-q', '-m', metaDev]).catch((err) => { out.push(`thin_check -m: ${(err as { stderr?: string }).stderr ?? err}`); });
           const ls = (await run('thin_ls', ['-m', '--no-headers', '-o', 'DEV', metaDev])).stdout;
           const lsIds = ls.split('\n').map((l) => l.trim()).filter(Boolean).map(Number).sort((x, y) => x - y);
           if (JSON.stringify(lsIds) !== JSON.stringify(ids)) out.push(`thin_ls ids [${lsIds}] ≠ journal [${ids}]`);
@@ -182,8 +191,13 @@ if (why) {
         return out;
       };
 
-      /** A power cut, as far as the kernel goes: mounts, thin devices and the pool vanish (the files remain). */
-      const reboot = async (): Promise<void> => {
+      /** Files attached on the loop numbers a reboot freed (another home's pool, say). */
+      const decoys: string[] = [];
+      /**
+       * A power cut, as far as the kernel goes: mounts, thin devices, the pool and its loop devices vanish (the
+       * files remain); with `squat`, other files then take the first free loop numbers, the pool's old ones.
+       */
+      const reboot = async (squat: boolean): Promise<void> => {
         for (const n of (await b.listDevices()).map((d) => d.name).filter((x) => x.startsWith(prefix + '-') || x === poolName)) {
           if ((await b.info(n))?.suspended) await b.resume(n); // a frozen filesystem cannot be unmounted
         }
@@ -191,10 +205,22 @@ if (why) {
         for (const m of mounts.sort().reverse()) await b.umount(m);
         for (const n of (await b.listDevices()).map((d) => d.name).filter((x) => x.startsWith(prefix + '-'))) await b.remove(n);
         await b.remove(poolName);
-        await run('thin_check', ['-q', metaDev]); // offline, no pool: the metadata as the crash left it
+        const loops = [await b.findLoop(files.data), await b.findLoop(files.metadata)];
+        await run('thin_check', ['-q', loops[1]!]); // offline, no pool: the metadata as the crash left it
+        for (const l of loops) if (l) await b.detachLoop(l);
+        for (const d of decoys.splice(0)) await b.detachLoop(d);
+        if (squat) for (let k = 0; k < 2; k++) decoys.push(await b.attachLoop(await h.makeFile(4 * MiB)));
       };
 
-      const stats = { kills: 0, reboots: 0, inFlight: new Map<string, number>(), ops: 0, verdicts: new Map<string, number>() };
+      /** `thinjournal <args> --home <home> --json` in this process, on the kernel backend. */
+      const cli = async (...args: string[]): Promise<{ code: number; json: any; err: string }> => {
+        let out = '', err = '';
+        const io: Io = { stdout: { write: (x: string) => (out += x), isTTY: false }, stderr: { write: (x: string) => (err += x), isTTY: false }, env: {}, backend: b };
+        const code = await main([...args, '--home', homeDir, '--json'], io);
+        return { code, json: out.trim() ? JSON.parse(out.trim().split('\n').pop()!) : null, err };
+      };
+
+      const stats = { kills: 0, reboots: 0, squatted: 0, falseDrifts: 0, inFlight: new Map<string, number>(), ops: 0, verdicts: new Map<string, number>() };
       let next = spawnChild(0);
       for (let i = 0; i < KILLS; i++) {
         const c = next;
@@ -233,25 +259,34 @@ if (why) {
         if (inflight) stats.inFlight.set(inflight.type, (stats.inFlight.get(inflight.type) ?? 0) + 1);
 
         const rebooted = rnd() < 0.3;
+        const squat = rebooted && rnd() < 0.5;
         if (rebooted) {
-          await reboot();
+          await reboot(squat);
           stats.reboots++;
+          if (squat) stats.squatted++;
         }
 
-        const label = `kill ${i} (${inflight ? `in ${inflight.type} ${inflight.hash}` : 'between operations'}${rebooted ? ', rebooted' : ''})`;
-        const journal = await Journal.open(home, { actor: 'kill-test' });
+        const label = `kill ${i} (${inflight ? `in ${inflight.type} ${inflight.hash}` : 'between operations'}${rebooted ? `, rebooted${squat ? ', old loop numbers taken' : ''}` : ''})`;
         let planned = '';
+        let journal: Journal | null = null;
         try {
+          // The operator's recovery: a dry run (a reader: changes nothing), then the real one, then the audit.
+          const dry = await cli('recover', '--dry-run');
+          planned = `${dry.json?.plan?.verdict} [${(dry.json?.plan?.steps ?? []).map((x: { kind: string; name?: string; path?: string }) => x.kind + (x.name ? ` ${x.name}` : '') + (x.path ? ` ${x.path}` : '')).join(', ')}]`;
+          const r1 = await cli('recover');
+          const verdict: string = r1.json?.plan?.verdict ?? `exit ${r1.code}`;
+          stats.verdicts.set(verdict, (stats.verdicts.get(verdict) ?? 0) + 1);
+          if (verdict === 'drift' || dry.json?.plan?.verdict === 'drift') stats.falseDrifts++;
+          assert.is(r1.code, EXIT.OK, `${label}: recover exit ${r1.code}: ${r1.err} ${JSON.stringify(r1.json?.plan)}`);
+          const audit = await cli('verify', '--kernel');
+          assert.is(audit.code, EXIT.OK, `${label}: verify --kernel exit ${audit.code}: ${audit.err} ${JSON.stringify(audit.json?.kernel)}`);
+          assert.equal(audit.json.kernel.steps, [], `${label}: verify --kernel after recover plans steps`);
+          journal = await Journal.open(home, { actor: 'kill-test' });
           const e = await Engine.open(journal, b);
-          const dry = await e.recover({ dryRun: true });
-          planned = `${dry.plan.verdict} [${dry.plan.steps.map((x) => x.kind + ('name' in x ? ` ${x.name}` : '') + ('path' in x ? ` ${x.path}` : '')).join(', ')}]`;
-          const r1 = await e.recover();
-          stats.verdicts.set(r1.plan.verdict, (stats.verdicts.get(r1.plan.verdict) ?? 0) + 1);
-          assert.is.not(r1.plan.verdict, 'drift', `${label}: drift: ${r1.plan.reason} ${JSON.stringify(r1.plan.drift)}`);
           const r2 = await e.recover({ dryRun: true });
           assert.equal(r2.plan.steps.map((s) => s.kind), [], `${label}: a second recovery plans steps`);
           const problems = await disagreements(e.state);
-          assert.equal(problems, [], `${label}: after ${r1.plan.verdict} [${r1.plan.steps.map((s) => s.kind)}]: ${problems.join('; ')}`);
+          assert.equal(problems, [], `${label}: after ${verdict} [${(r1.json.plan.steps as { kind: string }[]).map((x) => x.kind)}]: ${problems.join('; ')}`);
           // Acknowledged operations are all there; the killed one is all or nothing.
           const have = new Set(e.state.devices.keys());
           const allowed = [new Set(acked)];
@@ -262,6 +297,10 @@ if (why) {
           acked = have;
           const v = await journal.verify();
           assert.ok(v.result.ok, `${label}: chain ${JSON.stringify(v.result)}`);
+          if (rebooted) {
+            const p = e.state.pool!;
+            assert.equal([p.dataDevice, p.metadataDevice], [await b.findLoop(files.data), await b.findLoop(files.metadata)], `${label}: the pool is on its own files' loops`);
+          }
         } catch (err) {
           // What a person needs to see: the plan, the child's last words, and the kernel's log.
           const dmesg = await run('dmesg').then((r) => r.stdout.trim().split('\n').slice(-25).join('\n'), () => '(no dmesg)');
@@ -269,13 +308,14 @@ if (why) {
           (err as Error).message = `${label}: ${(err as Error).message}\nplan: ${planned}\nchild's last events:\n${last}\ndmesg:\n${dmesg}`;
           throw err;
         } finally {
-          await journal.close();
+          await journal?.close();
         }
       }
       const secs = ((Date.now() - t0) / 1000).toFixed(1);
       const inside = [...stats.inFlight.values()].reduce((x, y) => x + y, 0);
-      console.log(`  kill test: ${stats.kills} kills (${inside} inside an operation: ${JSON.stringify(Object.fromEntries(stats.inFlight))}; ${stats.reboots} with a simulated reboot), ${stats.ops} operations begun, recoveries ${JSON.stringify(Object.fromEntries(stats.verdicts))}, ${secs} s`);
+      console.log(`  kill test: ${stats.kills} kills (${inside} inside an operation: ${JSON.stringify(Object.fromEntries(stats.inFlight))}; ${stats.reboots} with a simulated reboot, ${stats.squatted} of them with other files on the old loop numbers), ${stats.ops} operations begun, recoveries by verdict ${JSON.stringify(Object.fromEntries(stats.verdicts))}, false drifts ${stats.falseDrifts}, ${secs} s`);
       assert.ok(stats.kills >= Math.min(30, KILLS));
+      assert.is(stats.falseDrifts, 0);
     } finally {
       for (const c of children) if (c.proc.exitCode === null && c.proc.signalCode === null) await c.kill();
       await h.cleanup();
