@@ -20,8 +20,6 @@ export interface ContractHarness {
   readonly options: readonly string[];
   /** Holds a block device open as another process would; resolves to the release function. */
   hold(devicePath: string): Promise<() => Promise<void>>;
-  /** The protocol points the crash cases stop at (default all four; the guest's emulation is slow). */
-  readonly crashPoints?: readonly ('after-intent' | 'after-step-1' | 'after-commit-point' | 'after-outcome')[];
   /** Told of every home a case starts a daemon on (the kernel harness removes what each left in the kernel). */
   track?(home: string): void;
   /** Kernel only: mounts `mounts` at a fresh directory, runs `fn` on it, unmounts. */
@@ -109,7 +107,10 @@ function us(t: { seconds: number; nanos: number }): number {
   return t.seconds * 1e6 + t.nanos / 1000;
 }
 
-export function defineContract(test: Test, harness: () => Promise<ContractHarness>): void {
+export type CrashPoint = 'after-intent' | 'after-step-1' | 'after-commit-point' | 'after-outcome';
+
+/** `crashPoints`: the protocol points the crash cases stop at (default all four; the guest's emulation is slow). */
+export function defineContract(test: Test, harness: () => Promise<ContractHarness>, { crashPoints = ['after-intent', 'after-step-1', 'after-commit-point', 'after-outcome'] }: { crashPoints?: readonly CrashPoint[] } = {}): void {
   const kernel = (h: ContractHarness) => h.kind === 'kernel';
 
   test('prepare, mounts, commit, view of the committed parent, stat, remove — keys with spaces and slashes', async () => {
@@ -360,10 +361,9 @@ export function defineContract(test: Test, harness: () => Promise<ContractHarnes
     }
   });
 
-  for (const point of ['after-intent', 'after-step-1', 'after-commit-point', 'after-outcome'] as const) {
+  for (const point of crashPoints) {
     test(`a crash at ${point} of a Prepare and of a Remove: the restart recovers, nothing acknowledged is lost`, async () => {
       const h = await harness();
-      if (h.crashPoints && !h.crashPoints.includes(point)) return;
       const dir = tmpDir();
       let armed: string | null = null;
       let crashed!: () => void;

@@ -27,8 +27,6 @@ function harness(): ContractHarness {
     kind: 'kernel',
     backend: b,
     options: OPTIONS,
-    // One roll-back with a kernel effect and one roll-forward; the model runs all four points.
-    crashPoints: ['after-step-1', 'after-commit-point'],
     track: (home) => homes.push(home),
     async hold(devicePath) {
       const fh = await open(devicePath, 'r');
@@ -60,6 +58,7 @@ if (why) {
       await removeKernelLeftovers(backend!, path.dirname(home), (name) => prefix !== null && (name.startsWith(prefix + '-') || name === `${prefix}:verify`));
     }
   });
-  defineContract(test, async () => harness());
+  // Crashes at one roll-back with a kernel effect and one roll-forward; the model runs all four points.
+  defineContract(test, async () => harness(), { crashPoints: ['after-step-1', 'after-commit-point'] });
 }
 test.run();
