@@ -47,17 +47,22 @@
 import { BackendBase, type DeviceInfo, type DeviceListEntry, type MountOptions, type MountState, type PoolMetadata, type RemoveResult } from './backend.js';
 import { kernelError } from './errors.js';
 import { createHash } from 'node:crypto';
-import { formatUuid, type FsType, type MkfsOptions } from './fs.js';
+import { formatUuid, type FsGeometry, type FsType, type MkfsOptions } from './fs.js';
 import { ThinjournalError } from '@thinjournal/spec';
 import { MAX_THIN_ID } from './names.js';
 import { formatThinPoolStatus, formatThinStatus } from './status.js';
 import { MAX_DATA_BLOCK_SECTORS, MIN_DATA_BLOCK_SECTORS, type TableLine } from './tables.js';
 
-/** A filesystem as the model knows it: its superblock's type and UUID (immutable; mkfs replaces it). */
+/** A filesystem as the model knows it: its superblock's type, UUID and size (immutable; mkfs and growFs replace it). */
 interface ModelFs {
   readonly type: FsType;
   readonly uuid: string;
+  /** bytes, a multiple of MODEL_FS_BLOCK: mkfs fills the device, growFs grows it to the device's size. */
+  readonly bytes: number;
 }
+
+/** The model's filesystems have 4 KiB blocks, in groups of 32768 (ext4's default), and no tail rules. */
+const MODEL_FS_BLOCK = 4096;
 
 /** Persistent contents of a file or disk: survives crash(). */
 interface Storage {
@@ -747,7 +752,7 @@ export class ModelBackend extends BackendBase {
     if (this.mountsOf(dev).length) throw fail(`${device} is mounted; will not make a filesystem here!`);
     const size = this.sizeOf(dev);
     if (size === 0) throw fail('Device size reported to be zero');
-    const fs: ModelFs = { type, uuid: opts.uuid ?? this.derivedUuid(device) };
+    const fs: ModelFs = { type, uuid: opts.uuid ?? this.derivedUuid(device), bytes: Math.floor(size / MODEL_FS_BLOCK) * MODEL_FS_BLOCK };
     if (dev.kind === 'dm') {
       const th = this.thinOf(dev);
       if (!th) throw fail('not a thin device (model)');
@@ -772,6 +777,21 @@ export class ModelBackend extends BackendBase {
     if (!m || m.fsType !== type || this.resolve(device) !== m.dev) {
       throw new ThinjournalError('ERR_FS_TOOL', `grow ${device} at ${mountPoint} failed (exit 1): not mounted there (model)`, { tool: type === 'ext4' ? 'resize2fs' : 'xfs_growfs', status: 1, stderr: 'not mounted' });
     }
+    this.growCalls.push(device);
+    const fs = this.fsOf(m.dev);
+    if (!fs) return;
+    const grown: ModelFs = { ...fs, bytes: Math.max(fs.bytes, Math.floor(this.sizeOf(m.dev) / MODEL_FS_BLOCK) * MODEL_FS_BLOCK) };
+    if (m.dev.kind === 'dm') this.thinOf(m.dev)!.fs = grown;
+    else m.dev.storage!.fs = grown;
+  }
+  /** Every growFs that ran (device paths, in order): tests count the grows that were needed. */
+  readonly growCalls: string[] = [];
+  async fsGeometry(device: string): Promise<FsGeometry> {
+    const dev = this.resolve(device);
+    if (!dev) throw kernelError('ENOENT', 'open', { path: device });
+    const t = this.fsOf(dev);
+    if (!t) throw new ThinjournalError('ERR_FS_UNKNOWN', `${device}: no ext4 or xfs superblock with a valid geometry`, { device });
+    return { type: t.type, blockSize: MODEL_FS_BLOCK, blocks: t.bytes / MODEL_FS_BLOCK, groupBlocks: 32768, firstBlock: 0, minTailBlocks: 0, alignBlocks: 1, maxBlocks: Number.MAX_SAFE_INTEGER };
   }
   async probeFsType(device: string): Promise<FsType> {
     const dev = this.resolve(device);
