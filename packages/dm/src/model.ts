@@ -231,6 +231,23 @@ export class ModelBackend extends BackendBase {
   }
 
   /**
+   * `unshare -m` while `target` is mounted: a process in a new mount namespace now holds a copy of the mount.
+   * It is invisible here (`mounted`, umount), and keeps the filesystem — so its device — open after the mount
+   * here is gone. The returned function ends that namespace (its last process exits).
+   */
+  leakMount(target: string): () => void {
+    const m = this.mounts.get(target)?.at(-1);
+    if (!m) throw kernelError('EINVAL', 'unshare', { path: target });
+    const key = Symbol(target);
+    this.leaked.set(key, m.dev);
+    return () => {
+      if (!this.leaked.delete(key)) return;
+      this.released(m.dev);
+    };
+  }
+  private leaked = new Map<symbol, BlockDev>();
+
+  /**
    * A power loss: keeps what is on disk (files, disks, committed pool metadata — every message that
    * returned success) and loses everything in kernel memory (dm devices, loop bindings, mounts, opens).
    */
@@ -239,6 +256,7 @@ export class ModelBackend extends BackendBase {
     this.dmDevs.clear();
     this.loops.clear();
     this.mounts.clear();
+    this.leaked.clear();
     this.opens.clear();
   }
 
@@ -271,7 +289,8 @@ export class ModelBackend extends BackendBase {
     for (const d of this.dms.values()) {
       for (const t of [d.live, d.inactive]) if (t) n += t.holds.filter((h) => h === dev).length;
     }
-    for (const ms of this.mounts.values()) n += ms.filter((m) => m.dev === dev).length;
+    // A mounted filesystem holds its device open once, however many mount points (and mount namespaces) show it.
+    if (this.mountsOf(dev).length > 0 || [...this.leaked.values()].includes(dev)) n += 1;
     return n;
   }
 
