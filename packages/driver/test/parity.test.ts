@@ -194,4 +194,24 @@ for (const deferred of [true, false]) {
   });
 }
 
+test('put of a layer whose mount leaked, deferred removal off: ERR_DEVICE_BUSY, and the reference is gone with the mount', async () => {
+  const b = new ModelBackend();
+  const d = await init(tmpHome(), [...BASE, 'dm.use_deferred_removal=false'], {}, { backend: b, workers: false });
+  await d.create('p2', '');
+  const rootfs = await d.get('p2');
+  const endNamespace = b.leakMount(path.dirname(rootfs));
+  try {
+    await d.put('p2');
+    assert.unreachable('expected ERR_DEVICE_BUSY');
+  } catch (err) {
+    assert.is((err as { code?: string }).code, 'ERR_DEVICE_BUSY');
+  }
+  assert.is(d.references('p2'), 0);
+  assert.equal(d.deviceSet.deviceInfo('p2')!.mounts, []);
+  endNamespace();
+  await d.remove('p2'); // nothing holds it now: deactivated and deleted
+  assert.not.ok(d.exists('p2'));
+  await d.cleanup();
+});
+
 test.run();
