@@ -10,7 +10,7 @@
  */
 import { ThinjournalError } from '@thinjournal/spec';
 import { errnoOf } from './errors.js';
-import { checkMkfsOptions, type FsType, type MkfsOptions } from './fs.js';
+import { checkMkfsOptions, type FsGeometry, type FsType, type MkfsOptions } from './fs.js';
 import { checkDmName, checkThinId, checkTransactionId, checkUuid } from './names.js';
 import { GUARD_OF, guardedListener, runPlanSteps, type ExecStep, type PlanProgress, type PlanResult } from './plan.js';
 import { parseThinPoolStatus, parseThinStatus, type ThinPoolStatus, type ThinPoolStatusOk, type ThinStatus } from './status.js';
@@ -146,7 +146,10 @@ export interface Backend {
    * array of strings without NUL). Invalid input is refused before any effect.
    */
   mkfs(device: string, type: FsType, opts?: MkfsOptions): Promise<void>;
+  /** Grows the filesystem mounted at `mountPoint` from `device` to the device's size (a no-op when it already is). */
   growFs(device: string, mountPoint: string, type: FsType): Promise<void>;
+  /** The size fields of the filesystem's superblock (fsGrowTarget / fsNeedsGrow read them); ERR_FS_UNKNOWN without an ext4/xfs superblock. */
+  fsGeometry(device: string): Promise<FsGeometry>;
   probeFsType(device: string): Promise<FsType>;
   /** The filesystem's UUID from its superblock, canonical lowercase; ERR_FS_UNKNOWN when there is no ext4/xfs superblock. */
   fsUuid(device: string): Promise<string>;
@@ -201,6 +204,7 @@ export abstract class BackendBase implements Backend {
   /** mkfs with its input already checked (checkMkfsOptions). */
   protected abstract rawMkfs(device: string, type: FsType, opts: MkfsOptions): Promise<void>;
   abstract growFs(device: string, mountPoint: string, type: FsType): Promise<void>;
+  abstract fsGeometry(device: string): Promise<FsGeometry>;
   abstract probeFsType(device: string): Promise<FsType>;
   abstract fsUuid(device: string): Promise<string>;
   abstract xfsSetNospaceMaxRetries(device: string, retries: number): Promise<void>;

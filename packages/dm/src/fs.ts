@@ -216,3 +216,100 @@ export async function growFs(device: string, mountPoint: string, type: FsType): 
   else if (type === 'xfs') await runTool('xfs_growfs', [mountPoint]);
   else throw new TypeError(`unsupported filesystem type ${String(type)}`);
 }
+
+/**
+ * What a filesystem's superblock says about its size, and what its grow tool needs to predict how far it
+ * would grow it. Sizes in filesystem blocks.
+ */
+export interface FsGeometry {
+  readonly type: FsType;
+  /** bytes per filesystem block */
+  readonly blockSize: number;
+  /** the filesystem's size in blocks (ext4 s_blocks_count, xfs sb_dblocks) */
+  readonly blocks: number;
+  /** blocks per allocation group (ext4 block group, xfs AG) */
+  readonly groupBlocks: number;
+  /** the block group 0 starts at (ext4 s_first_data_block; 0 for xfs) */
+  readonly firstBlock: number;
+  /**
+   * A grow leaves out a last group shorter than this many blocks (when it is not the only group). A lower
+   * bound of the tool's threshold, so that a prediction from it never says "nothing to grow" wrongly.
+   */
+  readonly minTailBlocks: number;
+  /** the tool grows to a multiple of this many blocks */
+  readonly alignBlocks: number;
+  /** the most blocks this filesystem can address */
+  readonly maxBlocks: number;
+}
+
+/**
+ * The size fields of an ext4 or xfs superblock in a device's first 4 KiB; null when there is neither (or the
+ * fields are out of range). Offsets:
+ *  - ext4 (`struct ext4_super_block` at byte 1024, little-endian): s_blocks_count_lo 0x04, s_first_data_block
+ *    0x14, s_log_block_size 0x18, s_blocks_per_group 0x20, s_inodes_per_group 0x28, s_inode_size 0x58 (u16),
+ *    s_feature_incompat 0x60 (INCOMPAT_64BIT 0x80), s_blocks_count_hi 0x150.
+ *  - xfs (`struct xfs_dsb` at byte 0, big-endian): sb_blocksize 4, sb_dblocks 8 (u64), sb_agblocks 84.
+ * Growth rules the prediction follows: resize2fs grows to the device's size rounded down to the page size
+ * (4 KiB), and drops a last group of fewer than its overhead + 50 blocks (overhead ≥ the group's inode table
+ * + 2 bitmaps); xfs_growfs drops a last AG of fewer than XFS_MIN_AG_BLOCKS (64).
+ */
+export function fsGeometryFromSuperblock(head: Buffer): FsGeometry | null {
+  const t = fsTypeFromSuperblock(head);
+  if (t === 'ext4') {
+    if (head.length < 2048) return null;
+    const sb = head.subarray(1024, 2048);
+    const log = sb.readUInt32LE(0x18);
+    if (log > 6) return null;
+    const blockSize = 1024 << log;
+    const is64 = (sb.readUInt32LE(0x60) & 0x80) !== 0;
+    const blocks = sb.readUInt32LE(0x04) + (is64 ? sb.readUInt32LE(0x150) * 2 ** 32 : 0);
+    const groupBlocks = sb.readUInt32LE(0x20);
+    const inodeSize = sb.readUInt16LE(0x58) || 128;
+    const inodeTable = Math.ceil((sb.readUInt32LE(0x28) * inodeSize) / blockSize);
+    if (groupBlocks === 0 || !Number.isSafeInteger(blocks)) return null;
+    return {
+      type: 'ext4', blockSize, blocks, groupBlocks, firstBlock: sb.readUInt32LE(0x14), minTailBlocks: inodeTable + 2 + 50,
+      alignBlocks: Math.max(1, 4096 / blockSize), maxBlocks: is64 ? 2 ** 48 - 1 : 2 ** 32 - 1,
+    };
+  }
+  if (t === 'xfs') {
+    if (head.length < 92) return null;
+    const blockSize = head.readUInt32BE(4);
+    const blocks = Number(head.readBigUInt64BE(8));
+    const groupBlocks = head.readUInt32BE(84);
+    if (blockSize < 512 || groupBlocks === 0 || !Number.isSafeInteger(blocks)) return null;
+    return { type: 'xfs', blockSize, blocks, groupBlocks, firstBlock: 0, minTailBlocks: 64, alignBlocks: 1, maxBlocks: Number.MAX_SAFE_INTEGER };
+  }
+  return null;
+}
+
+/** The filesystem's size in bytes. */
+export function fsBytes(g: FsGeometry): number {
+  return g.blocks * g.blockSize;
+}
+
+/**
+ * How many blocks the grow tool would give the filesystem on a device of `deviceBytes` — never fewer than
+ * the tool would (see fsGeometryFromSuperblock), and never fewer than it has (a grow never shrinks). Pure.
+ */
+export function fsGrowTarget(g: FsGeometry, deviceBytes: number): number {
+  let n = Math.floor(deviceBytes / g.blockSize);
+  n -= n % g.alignBlocks;
+  n = Math.min(n, g.maxBlocks);
+  const span = n - g.firstBlock;
+  const tail = span % g.groupBlocks;
+  if (span > g.groupBlocks && tail > 0 && tail < g.minTailBlocks) n -= tail;
+  return Math.max(n, g.blocks);
+}
+
+/** The grow tool would enlarge this filesystem on a device of `deviceBytes`. Pure. */
+export function fsNeedsGrow(g: FsGeometry, deviceBytes: number): boolean {
+  return fsGrowTarget(g, deviceBytes) > g.blocks;
+}
+
+/** The size fields of the filesystem on `device` (its superblock, no tool); ERR_FS_UNKNOWN when there is no ext4 or xfs superblock. */
+export async function fsGeometry(device: string): Promise<FsGeometry> {
+  const g = fsGeometryFromSuperblock(await readHead(device));
+  if (!g) throw new ThinjournalError('ERR_FS_UNKNOWN', `${device}: no ext4 or xfs superblock with a valid geometry`, { device });
+  return g;
+}

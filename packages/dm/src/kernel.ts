@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 import { ThinjournalError } from '@thinjournal/spec';
 import { BackendBase, type DeviceInfo, type DeviceListEntry, type MountOptions, type MountState, type PoolMetadata, type RemoveResult } from './backend.js';
 import { errnoOf, fromNative } from './errors.js';
-import { devNumbers, fsUuid, growFs, mkfs, mounted, probeFsType, runTool, xfsSetNospaceMaxRetries, type FsType, type MkfsOptions } from './fs.js';
+import { devNumbers, fsGeometry, fsUuid, growFs, mkfs, mounted, probeFsType, runTool, xfsSetNospaceMaxRetries, type FsGeometry, type FsType, type MkfsOptions } from './fs.js';
 import type { TableLine } from './tables.js';
 import { readThinMetadataFile } from './thin-metadata.js';
 import { planResult, type ExecStep, type PlanProgress, type PlanResult } from './plan.js';
@@ -318,6 +318,9 @@ export class KernelBackend extends BackendBase {
   }
   probeFsType(device: string): Promise<FsType> {
     return probeFsType(device);
+  }
+  fsGeometry(device: string): Promise<FsGeometry> {
+    return fsGeometry(device);
   }
   xfsSetNospaceMaxRetries(device: string, retries: number): Promise<void> {
     return xfsSetNospaceMaxRetries(device, retries);

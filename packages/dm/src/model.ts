@@ -47,17 +47,22 @@
 import { BackendBase, type DeviceInfo, type DeviceListEntry, type MountOptions, type MountState, type PoolMetadata, type RemoveResult } from './backend.js';
 import { kernelError } from './errors.js';
 import { createHash } from 'node:crypto';
-import { formatUuid, type FsType, type MkfsOptions } from './fs.js';
+import { formatUuid, type FsGeometry, type FsType, type MkfsOptions } from './fs.js';
 import { ThinjournalError } from '@thinjournal/spec';
 import { MAX_THIN_ID } from './names.js';
 import { formatThinPoolStatus, formatThinStatus } from './status.js';
 import { MAX_DATA_BLOCK_SECTORS, MIN_DATA_BLOCK_SECTORS, type TableLine } from './tables.js';
 
-/** A filesystem as the model knows it: its superblock's type and UUID (immutable; mkfs replaces it). */
+/** A filesystem as the model knows it: its superblock's type, UUID and size (immutable; mkfs and growFs replace it). */
 interface ModelFs {
   readonly type: FsType;
   readonly uuid: string;
+  /** bytes, a multiple of MODEL_FS_BLOCK: mkfs fills the device, growFs grows it to the device's size. */
+  readonly bytes: number;
 }
+
+/** The model's filesystems have 4 KiB blocks, in groups of 32768 (ext4's default), and no tail rules. */
+const MODEL_FS_BLOCK = 4096;
 
 /** Persistent contents of a file or disk: survives crash(). */
 interface Storage {
@@ -228,6 +233,23 @@ export class ModelBackend extends BackendBase {
   }
 
   /**
+   * `unshare -m` while `target` is mounted: a process in a new mount namespace now holds a copy of the mount.
+   * It is invisible here (`mounted`, umount), and keeps the filesystem — so its device — open after the mount
+   * here is gone. The returned function ends that namespace (its last process exits).
+   */
+  leakMount(target: string): () => void {
+    const m = this.mounts.get(target)?.at(-1);
+    if (!m) throw kernelError('EINVAL', 'unshare', { path: target });
+    const key = Symbol(target);
+    this.leaked.set(key, m.dev);
+    return () => {
+      if (!this.leaked.delete(key)) return;
+      this.released(m.dev);
+    };
+  }
+  private leaked = new Map<symbol, BlockDev>();
+
+  /**
    * A power loss: keeps what is on disk (files, disks, committed pool metadata — every message that
    * returned success) and loses everything in kernel memory (dm devices, loop bindings, mounts, opens).
    */
@@ -236,6 +258,7 @@ export class ModelBackend extends BackendBase {
     this.dmDevs.clear();
     this.loops.clear();
     this.mounts.clear();
+    this.leaked.clear();
     this.opens.clear();
   }
 
@@ -268,7 +291,8 @@ export class ModelBackend extends BackendBase {
     for (const d of this.dms.values()) {
       for (const t of [d.live, d.inactive]) if (t) n += t.holds.filter((h) => h === dev).length;
     }
-    for (const ms of this.mounts.values()) n += ms.filter((m) => m.dev === dev).length;
+    // A mounted filesystem holds its device open once, however many mount points (and mount namespaces) show it.
+    if (this.mountsOf(dev).length > 0 || [...this.leaked.values()].includes(dev)) n += 1;
     return n;
   }
 
@@ -768,7 +792,7 @@ export class ModelBackend extends BackendBase {
     if (this.mountsOf(dev).length) throw fail(`${device} is mounted; will not make a filesystem here!`);
     const size = this.sizeOf(dev);
     if (size === 0) throw fail('Device size reported to be zero');
-    const fs: ModelFs = { type, uuid: opts.uuid ?? this.derivedUuid(device) };
+    const fs: ModelFs = { type, uuid: opts.uuid ?? this.derivedUuid(device), bytes: Math.floor(size / MODEL_FS_BLOCK) * MODEL_FS_BLOCK };
     if (dev.kind === 'dm') {
       const th = this.thinOf(dev);
       if (!th) throw fail('not a thin device (model)');
@@ -793,6 +817,21 @@ export class ModelBackend extends BackendBase {
     if (!m || m.fsType !== type || this.resolve(device) !== m.dev) {
       throw new ThinjournalError('ERR_FS_TOOL', `grow ${device} at ${mountPoint} failed (exit 1): not mounted there (model)`, { tool: type === 'ext4' ? 'resize2fs' : 'xfs_growfs', status: 1, stderr: 'not mounted' });
     }
+    this.growCalls.push(device);
+    const fs = this.fsOf(m.dev);
+    if (!fs) return;
+    const grown: ModelFs = { ...fs, bytes: Math.max(fs.bytes, Math.floor(this.sizeOf(m.dev) / MODEL_FS_BLOCK) * MODEL_FS_BLOCK) };
+    if (m.dev.kind === 'dm') this.thinOf(m.dev)!.fs = grown;
+    else m.dev.storage!.fs = grown;
+  }
+  /** Every growFs that ran (device paths, in order): tests count the grows that were needed. */
+  readonly growCalls: string[] = [];
+  async fsGeometry(device: string): Promise<FsGeometry> {
+    const dev = this.resolve(device);
+    if (!dev) throw kernelError('ENOENT', 'open', { path: device });
+    const t = this.fsOf(dev);
+    if (!t) throw new ThinjournalError('ERR_FS_UNKNOWN', `${device}: no ext4 or xfs superblock with a valid geometry`, { device });
+    return { type: t.type, blockSize: MODEL_FS_BLOCK, blocks: t.bytes / MODEL_FS_BLOCK, groupBlocks: 32768, firstBlock: 0, minTailBlocks: 0, alignBlocks: 1, maxBlocks: Number.MAX_SAFE_INTEGER };
   }
   async probeFsType(device: string): Promise<FsType> {
     const dev = this.resolve(device);

@@ -25,11 +25,11 @@ import {
   BASE_HASH, checkHash, decide, evolve, deferredDeletionOrder, hasDevice, joinMountOptions, listDevices, parseOptions, effectiveOptions,
   type Command, type Device, type DmOptions, type OptionsEnv, type PoolUsage, type State,
 } from '@thinjournal/model';
-import { requireKernelBackend, type Backend, type FsType } from '@thinjournal/dm';
+import { fsNeedsGrow, requireKernelBackend, type Backend, type FsType } from '@thinjournal/dm';
 import { Engine, type EngineOptions, type RecoveryResult } from '@thinjournal/reconciler';
 import { preparePoolDevices } from './pool-devices.js';
 import { ThinpoolInitError, driverClosed } from './errors.js';
-import { checkHome, checkInside, devicePrefixFor, ensureDir, ensureSparseFile, growSparseFile, layoutOf, type Layout } from './layout.js';
+import { checkHome, checkInside, devicePrefixFor, ensureDir, ensureDurableDir, ensureSparseFile, growSparseFile, layoutOf, type Layout } from './layout.js';
 
 const SECTOR = 512;
 
@@ -226,6 +226,7 @@ export class DeviceSet {
       await this.exec({ type: 'createBaseImage', size: o.baseSize, fs: o.fs, uuid: randomUUID() }, 'base image (dm.basesize, dm.fs)');
     } else {
       await this.verifyBaseDevice();
+      await this.finishInterruptedGrows();
     }
   }
 
@@ -435,6 +436,91 @@ export class DeviceSet {
     checkHash(baseHash, { allowBase: true, what: 'base hash' });
     const usage = await this.usage();
     await this.exec({ type: 'addDevice', hash, baseHash, ...(storageOpt.size !== undefined ? { size: storageOpt.size } : {}), usage, minFreeSpacePercent: this.options.minFreeSpacePercent });
+    const parent = this.state.devices.get(baseHash)!;
+    // Docker's growFS: a snapshot larger than its parent gets its filesystem grown to its size.
+    if (this.state.devices.get(hash)!.size > parent.size && parent.initialised) await this.growNewDevice(hash);
+  }
+
+  // ---- growing a snapshot's filesystem ----------------------------------------------------------------------
+  //
+  // A snapshot created larger than its parent carries the parent's (smaller) filesystem until it is grown.
+  // Invariant: a device's filesystem is never left smaller than its device for good. No journal record says
+  // "grown": whether a grow is due is read from the filesystem itself (its superblock against the device's
+  // size, fsNeedsGrow), and growing to the device's size is a no-op when there is nothing to grow, so every
+  // step may be repeated after a crash:
+  //  1. addDevice commits the snapshot at its full size (a crash here: step 4 catches it);
+  //  2. it is mounted at <home>/grow/<hash> (journaled: DeviceActivated, DeviceMounted);
+  //  3. resize2fs / xfs_growfs, when the superblock says the filesystem is smaller;
+  //  4. unmounted and deactivated (journaled). A start that finds a device mounted at its grow mount point
+  //     (a crash in 2–4; after a reboot recovery re-mounts it first) runs 3 and 4 again; and every first
+  //     mount of a device (mountDevice) checks its superblock and grows it when it is smaller.
+  // A grow the filesystem lost in a power cut is caught the same way: the superblock is the record.
+
+  /** Where a device is mounted while its filesystem grows: inside home, outside mnt/ (no layer id can name it). */
+  private growMountPointOf(hash: string): string {
+    return `${this.root}/grow/${hash}`;
+  }
+
+  /** A snapshot just created larger than its parent: mounted at its grow mount point, grown, unmounted, deactivated. */
+  private async growNewDevice(hash: string): Promise<void> {
+    await this.mountForGrow(hash);
+    await this.finishGrow(hash, true);
+  }
+
+  /**
+   * An active device that nothing mounts: when its superblock says its filesystem is smaller than the device,
+   * it is grown at its grow mount point and unmounted again (left active). Read before any mount, so the
+   * superblock is the one on the device (xfs writes its superblock past the block device's page cache).
+   */
+  private async growBeforeMount(hash: string): Promise<void> {
+    const d = this.state.devices.get(hash)!;
+    const g = await this.backend.fsGeometry(this.backend.devicePath(d.dmName!)).catch((err) => {
+      if (err instanceof ThinjournalError && err.code === 'ERR_FS_UNKNOWN') return null; // the mount says what is wrong
+      throw err;
+    });
+    if (!g || !fsNeedsGrow(g, d.size)) return;
+    await this.mountForGrow(hash);
+    await this.finishGrow(hash, false);
+  }
+
+  private async mountForGrow(hash: string): Promise<void> {
+    const mp = this.growMountPointOf(hash);
+    // The directory outlives a power cut (parent directories fsynced): recovery re-mounts the device there.
+    ensureDurableDir(this.backend, `${this.root}/grow`);
+    ensureDurableDir(this.backend, mp);
+    await this.exec({ type: 'mountDevice', hash, path: mp, options: this.mountOptions('') }, 'grow the filesystem to the device\'s size');
+  }
+
+  /** Steps 3 and 4: grow (when the superblock says it is smaller), unmount from the grow mount point, and deactivate if asked. */
+  private async finishGrow(hash: string, deactivate: boolean): Promise<void> {
+    const mp = this.growMountPointOf(hash);
+    try {
+      const d = this.state.devices.get(hash)!;
+      const dev = this.backend.devicePath(d.dmName!);
+      const g = await this.backend.fsGeometry(dev);
+      if (fsNeedsGrow(g, d.size)) {
+        this.dmLog(4, `growing the ${g.type} filesystem of ${JSON.stringify(hash)} from ${g.blocks * g.blockSize} bytes to its device's ${d.size}`);
+        await this.backend.growFs(dev, mp, this.state.base!.fs as FsType);
+      }
+    } finally {
+      const why = 'grow the filesystem to the device\'s size';
+      if (!deactivate) await this.exec({ type: 'unmountDevice', hash, path: mp, deactivate: false }, why);
+      else {
+        await this.unmountThenDeactivate(hash, mp, why).catch((err) => {
+          // Unmounted but still open elsewhere: it stays active, harmlessly; the grow is what matters here.
+          if (!(err instanceof ThinjournalError && err.code === 'ERR_DEVICE_BUSY')) throw err;
+          this.dmLog(3, (err as Error).message);
+        });
+      }
+      if (existsSync(mp)) rmdirSync(mp);
+    }
+  }
+
+  /** Devices a crash left mounted at their grow mount point (recovery re-mounted them after a reboot): grow, unmount. */
+  private async finishInterruptedGrows(): Promise<void> {
+    for (const d of [...this.state.devices.values()]) {
+      if (d.mounts.some((m) => m.path === this.growMountPointOf(d.hash))) await this.finishGrow(d.hash, d.mounts.length === 1);
+    }
   }
 
   /**
@@ -520,7 +606,23 @@ export class DeviceSet {
       throw new ThinjournalError('ERR_DEVICE_BUSY', `something the journal does not know is mounted at ${p}`, { hash, path: p });
     }
     ensureDir(this.backend, p);
-    await this.exec({ type: 'mountDevice', hash, path: p, options });
+    const before = this.state.devices.get(hash)!;
+    if (!mine && before.mounts.length === 0) {
+      // The device's first mount: a filesystem left smaller than its device (a grow a crash cut short, see
+      // growNewDevice) is grown first. The activation this needs is undone if the grow or the mount fails.
+      const wasActive = before.active && !before.removalDeferred;
+      try {
+        await this.exec({ type: 'activateDevice', hash });
+        await this.growBeforeMount(hash);
+        await this.exec({ type: 'mountDevice', hash, path: p, options });
+      } catch (err) {
+        const d = this.state.devices.get(hash);
+        if (!wasActive && d?.active && d.mounts.length === 0) await this.exec({ type: 'deactivateDevice', hash, openCount: 0 }, 'the mount failed; undone').catch(() => {});
+        throw err;
+      }
+    } else {
+      await this.exec({ type: 'mountDevice', hash, path: p, options });
+    }
     const retries = this.options.xfsNospaceMaxRetries;
     if (retries !== null && this.state.base?.fs === 'xfs') {
       // Docker's xfsSetNospaceRetries: a mount whose limit cannot be set is undone and the error returned.
@@ -544,14 +646,40 @@ export class DeviceSet {
     return o;
   }
 
-  /** Docker's UnmountDevice(hash, mountPath): unmounts, and deactivates after the last mount. */
+  /**
+   * Docker's UnmountDevice(hash, mountPath): unmounts, and deactivates after the last mount — deferred when the
+   * device is still open and dm.use_deferred_removal is on. Still open with deferred removal off: the unmount
+   * stands, the device stays active, and the call fails with ERR_DEVICE_BUSY.
+   */
   async unmountDevice(hash: string, mountPath: string): Promise<void> {
     this.live();
     checkHash(hash, { allowBase: true });
     const d = this.state.devices.get(hash);
     if (!d) throw new ThinjournalError('ERR_DEVICE_NOT_FOUND', `unknown device ${JSON.stringify(hash)}`, { hash });
+    await this.unmountThenDeactivate(hash, mountPath);
+  }
+
+  /**
+   * Unmounts (journaled), then, after the last mount, deactivates with the open count observed *after* the
+   * unmount. Observed before it, our own mount hides every other holder of the same superblock — a mount of
+   * it leaked into another mount namespace keeps the device open once our mount is gone, and a plain remove
+   * then fails with EBUSY; observed after, such a holder is seen and the removal is deferred (or refused,
+   * ERR_DEVICE_BUSY, when deferred removal is off). A crash between the two steps leaves an unmounted,
+   * active device: the journal still says what the kernel has.
+   */
+  private async unmountThenDeactivate(hash: string, mountPath: string, reason?: string): Promise<void> {
+    await this.exec({ type: 'unmountDevice', hash, path: mountPath, deactivate: false }, reason);
+    const d = this.state.devices.get(hash)!;
+    if (d.mounts.length > 0 || !d.active || d.removalDeferred) return;
     const { openCount } = await this.observe(d);
-    await this.exec({ type: 'unmountDevice', hash, path: mountPath, openCount, deferredRemoval: this.options.useDeferredRemoval });
+    try {
+      await this.exec({ type: 'deactivateDevice', hash, openCount, deferredRemoval: this.options.useDeferredRemoval }, reason);
+    } catch (err) {
+      if (err instanceof ThinjournalError && err.code === 'ERR_DEVICE_BUSY') {
+        throw new ThinjournalError('ERR_DEVICE_BUSY', `device ${JSON.stringify(hash)} was unmounted from ${mountPath}, but it is still open (${openCount} holder(s): another process, or a mount of it in another mount namespace) and dm.use_deferred_removal is off: it stays active`, { hash, path: mountPath, openCount, cause: err });
+      }
+      throw err;
+    }
     if (this.state.devices.get(hash)?.removalDeferred) this.kickWorker();
   }
 

@@ -156,7 +156,14 @@ export class Driver {
         return;
       }
       const mp = this.mountPoint(id);
-      await this.deviceSet.unmountDevice(id, mp);
+      try {
+        await this.deviceSet.unmountDevice(id, mp);
+      } catch (err) {
+        // Unmounted, but the deactivation after it was refused (still open, deferred removal off): the
+        // reference went with the mount.
+        if (!this.deviceSet.deviceInfo(id)?.mounts.some((m) => m.path === mp)) this.refs.delete(id);
+        throw err;
+      }
       this.refs.delete(id);
       if (existsSync(mp)) rmdirSync(mp);
     });

@@ -13,7 +13,7 @@
  * in-memory kernel must find the loop file and the mount point), so the same operations are mirrored into
  * it; on the kernel backend the real files are all there is.
  */
-import { chmodSync, closeSync, existsSync, ftruncateSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { ThinjournalError } from '@thinjournal/spec';
 import { devNumbers, type Backend, type ModelBackend } from '@thinjournal/dm';
@@ -75,6 +75,19 @@ export function ensureDir(b: Backend, dir: string, mode = 0o700): void {
   mkdirSync(dir, { recursive: true, mode });
   chmodSync(dir, mode);
   if (isModel(b)) b.mkdir(dir);
+}
+
+/** ensureDir, and the directory entry made durable (its parent fsynced) when it was created. */
+export function ensureDurableDir(b: Backend, dir: string, mode = 0o700): void {
+  const existed = existsSync(dir);
+  ensureDir(b, dir, mode);
+  if (existed) return;
+  const fd = openSync(path.dirname(dir), 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /**
