@@ -43,6 +43,21 @@ const events = [
   ['RepairBegan', 5, { drift: 'thin ids differ at transaction 5', steps: ['delete thin id 77', 'set_transaction_id 6 5'] }],
   ['RepairFailed', 5, { completed: 1, reason: 'set_transaction_id 6 5: EINVAL' }],
   ['RepairCompleted', 5, { completed: 2, skipped: 1 }],
+  // The snapshot namespace (containerd's snapshotter), added after the above: appended likewise.
+  ['TransactionBegan', 6, { op: 'addDevice', hash: 'snap-6' }],
+  ['SnapshotCreated', 6, { hash: 'snap-6', deviceId: 4, parentHash: '', parentDeviceId: 1, size: 10737418240 }],
+  ['SnapshotPrepared', 6, { key: 'default/5/extract-252941172-AC4p sha256:71d6', kind: 'active', hash: 'snap-6', labels: { 'containerd.io/snapshot/x': 'y' }, created: 1764000025000123 }],
+  ['TransactionCommitted', 6, {}],
+  ['SnapshotCommitted', 6, { key: 'default/5/extract-252941172-AC4p sha256:71d6', name: 'sha256:71d6', labels: {}, time: 1764000029000456 }],
+  ['SnapshotLabelsUpdated', 6, { key: 'sha256:71d6', labels: { 'containerd.io/gc.root': '2025-11-24' }, updated: 1764000030000789 }],
+  ['TransactionBegan', 7, { op: 'addDevice', hash: 'snap-7' }],
+  ['SnapshotCreated', 7, { hash: 'snap-7', deviceId: 5, parentHash: 'snap-6', parentDeviceId: 4, size: 10737418240 }],
+  ['SnapshotPrepared', 7, { key: 'view 1', kind: 'view', parent: 'sha256:71d6', hash: 'snap-7', labels: {}, created: 1764000033000000 }],
+  ['TransactionCommitted', 7, {}],
+  ['TransactionBegan', 8, { op: 'deleteDevice', hash: 'snap-7' }],
+  ['DeviceDeleted', 8, { hash: 'snap-7', deviceId: 5 }],
+  ['SnapshotRemoved', 8, { key: 'view 1' }],
+  ['TransactionCommitted', 8, {}],
 ];
 // chains.json is built over the first 23 records (the chain as first committed), so that records appended to
 // records.json later leave every chain vector as it was.
@@ -82,6 +97,9 @@ const invalid = [
   ['PoolDevicesAttached with a loopback flag', { ...base, type: 'PoolDevicesAttached', body: { dataDevice: '/dev/loop2', metadataDevice: '/dev/loop3', loopback: true } }],
   ['RepairBegan with steps not a list', { ...base, type: 'RepairBegan', body: { drift: 'd', steps: 'delete thin id 77' } }],
   ['RepairCompleted without skipped', { ...base, type: 'RepairCompleted', body: { completed: 2 } }],
+  ['SnapshotPrepared without hash', { ...base, type: 'SnapshotPrepared', body: { key: 'k', kind: 'active', labels: {}, created: 1 } }],
+  ['SnapshotCommitted with a numeric name', { ...base, type: 'SnapshotCommitted', body: { key: 'k', name: 7, labels: {}, time: 1 } }],
+  ['SnapshotLabelsUpdated with a fractional time', { ...base, type: 'SnapshotLabelsUpdated', body: { key: 'k', labels: {}, updated: 1.5 } }],
 ].map(([name, fields]) => ({ name, fields, error: 'ERR_BAD_EVENT' }));
 writeFileSync(path.join(out, 'invalid-events.json'), JSON.stringify({ description: 'Each must be refused by encode with the error code; nothing is produced.', cases: invalid }, null, 2) + '\n');
 

@@ -14,6 +14,7 @@ import { RECOVERY_COMMANDS, backendFor, printPlan } from './recovery.js';
 import { DEVICE_COMMANDS } from './devices.js';
 import { Engine, verifyModel } from '@thinjournal/reconciler';
 import { layoutOf, preparePoolDevices } from '@thinjournal/driver';
+import { runDaemon } from '@thinjournal/snapshotter';
 import {
   EXIT, EXIT_CODES_HELP, OutputError, UsageError, absoluteHome, journalDir, openForReading, progress, printTable, type Command, type Io, type Options,
 } from './common.js';
@@ -116,6 +117,17 @@ const FILTERS: Options = {
 const commands: Record<string, Command> = {
   ...DEVICE_COMMANDS,
   ...RECOVERY_COMMANDS,
+  snapshotter: {
+    summary: "serve containerd's snapshotter API (proxy plugin) on a unix socket, on this home's pool, until SIGTERM/SIGINT",
+    usage: 'thinjournal snapshotter [--home DIR] --socket PATH [--opt dm.key=value]… [--teardown]   (--teardown: at exit also remove the pool and its loop devices, for throw-away homes)',
+    example: 'thinjournal snapshotter --home /var/lib/thinjournal --socket /run/thinjournal/snapshotter.sock --opt dm.basesize=20G',
+    options: { socket: { type: 'string' }, opt: { type: 'string', multiple: true }, teardown: { type: 'boolean' } },
+    async run(v, _p, io) {
+      if (typeof v.socket !== 'string' || v.socket === '') throw new UsageError('--socket PATH is required');
+      const socket = v.socket.startsWith('/') ? v.socket : `${process.cwd()}/${v.socket}`;
+      return runDaemon({ home: absoluteHome(v, io), socket, options: (v.opt as string[] | undefined) ?? [], teardown: v.teardown === true, ...(io.backend ? { backend: io.backend } : {}), log: (l) => io.stderr.write(`${l}\n`) });
+    },
+  },
   dump: {
     summary: 'print journal records (JSON Lines when piped or with --json, a table on a TTY)',
     usage: 'thinjournal dump [--home DIR] [--since SEQ|TIME] [--until SEQ|TIME] [--device HASH|base] [--type T[,T…]] [--actor A] [--verify] [--json]',

@@ -212,15 +212,26 @@ export const RECOVERY_COMMANDS: Record<string, Command> = {
     async run(v, _p, io) {
       const s = await stateOf(io, v);
       const devs = [...s.devices.values()].sort((a, b) => a.deviceId - b.deviceId);
+      // A home served by the snapshotter: each device's containerd snapshot (key or name, kind) too.
+      const snaps = snapshotsByHash(s);
       if (v.json === true || !io.stdout.isTTY) {
-        io.stdout.write(JSON.stringify(devs.map((d) => ({ hash: d.hash, deviceId: d.deviceId, size: d.size, parent: d.parentHash, txId: d.txId, active: d.active, dmName: d.dmName, mounts: d.mounts.map((m) => m.path), deletionDeferred: d.deletionDeferred }))) + '\n');
+        io.stdout.write(JSON.stringify(devs.map((d) => {
+          const x = snaps.get(d.hash);
+          return { hash: d.hash, deviceId: d.deviceId, size: d.size, parent: d.parentHash, txId: d.txId, active: d.active, dmName: d.dmName, mounts: d.mounts.map((m) => m.path), deletionDeferred: d.deletionDeferred, ...(x ? { snapshot: { key: x.key, kind: x.kind, parent: x.parent } } : {}) };
+        })) + '\n');
       } else {
-        printTable(io.stdout, devs.map((d) => [d.hash === '' ? '(base)' : d.hash, String(d.deviceId), String(d.size), d.parentHash === null ? '' : d.parentHash === '' ? '(base)' : d.parentHash, d.active ? (d.removalDeferred ? 'removing' : 'active') : '', d.mounts.map((m) => m.path).join(','), d.deletionDeferred ? 'deferred-delete' : '']), ['hash', 'id', 'size', 'parent', 'state', 'mounts', 'flags']);
+        const extra = (d: { hash: string }): string[] => (snaps.size ? [snaps.has(d.hash) ? `${snaps.get(d.hash)!.key} (${snaps.get(d.hash)!.kind})` : ''] : []);
+        printTable(io.stdout, devs.map((d) => [d.hash === '' ? '(base)' : d.hash, String(d.deviceId), String(d.size), d.parentHash === null ? '' : d.parentHash === '' ? '(base)' : d.parentHash, d.active ? (d.removalDeferred ? 'removing' : 'active') : '', d.mounts.map((m) => m.path).join(','), d.deletionDeferred ? 'deferred-delete' : '', ...extra(d)]), ['hash', 'id', 'size', 'parent', 'state', 'mounts', 'flags', ...(snaps.size ? ['snapshot'] : [])]);
       }
       return EXIT.OK;
     },
   },
 };
+
+/** The snapshot namespace by device hash (empty for homes the snapshotter never served). */
+function snapshotsByHash(s: State): Map<string, { key: string; kind: string; parent: string | null }> {
+  return new Map([...s.snapshots.values()].map((x) => [x.hash, x]));
+}
 
 function childrenMap(s: State): Map<string | null, string[]> {
   const kids = new Map<string | null, string[]>();
@@ -236,7 +247,11 @@ const label = (h: string) => (h === '' ? '(base)' : h);
 
 function lineageJson(s: State): unknown {
   const kids = childrenMap(s);
-  const node = (h: string): unknown => ({ hash: h, deviceId: s.devices.get(h)!.deviceId, children: (kids.get(h) ?? []).map(node) });
+  const snaps = snapshotsByHash(s);
+  const node = (h: string): unknown => {
+    const x = snaps.get(h);
+    return { hash: h, deviceId: s.devices.get(h)!.deviceId, ...(x ? { snapshot: { key: x.key, kind: x.kind } } : {}), children: (kids.get(h) ?? []).map(node) };
+  };
   return (kids.get(null) ?? []).map(node);
 }
 
@@ -260,10 +275,12 @@ export function renderLineage(s: State, format: 'text' | 'dot' | 'mermaid'): str
     return lines.join('\n') + '\n';
   }
   const out: string[] = [];
+  const snaps = snapshotsByHash(s);
   const walk = (h: string, prefix: string, last: boolean, root: boolean) => {
     const d = s.devices.get(h)!;
     const flags = [d.active ? 'active' : '', ...d.mounts.map((m) => `mounted ${m.path}`), d.deletionDeferred ? 'deletion deferred' : ''].filter(Boolean);
-    out.push(`${prefix}${root ? '' : last ? '└── ' : '├── '}${label(h)} #${d.deviceId}${flags.length ? ` [${flags.join(', ')}]` : ''}`);
+    const x = snaps.get(h);
+    out.push(`${prefix}${root ? '' : last ? '└── ' : '├── '}${label(h)} #${d.deviceId}${x ? ` ${JSON.stringify(x.key)} (${x.kind})` : ''}${flags.length ? ` [${flags.join(', ')}]` : ''}`);
     const ks = kids.get(h) ?? [];
     ks.forEach((k, i) => walk(k, root ? '' : prefix + (last ? '    ' : '│   '), i === ks.length - 1, false));
   };

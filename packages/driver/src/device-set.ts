@@ -822,6 +822,40 @@ export class DeviceSet {
     );
   }
 
+  // ---- for services built on the device set (the containerd snapshotter) ------------------------------------
+
+  /** The model's state now (read and drop it: the next operation replaces it). */
+  get modelState(): State {
+    this.live();
+    return this.state;
+  }
+
+  /** Runs a model command through the Engine: decide, then the transaction protocol for pool changes. */
+  execute(command: Command, reason?: string): Promise<JournalRecord[]> {
+    this.live();
+    return this.exec(command, reason);
+  }
+
+  /** How often the kernel has the device open, besides this device set's own mounts (0 when not active). */
+  async openCount(hash: string): Promise<number> {
+    this.live();
+    const d = this.state.devices.get(hash);
+    return d ? (await this.observe(d)).openCount : 0;
+  }
+
+  /** One pass of the deferred work on request, every device retried now whatever its backoff (see cleanupDeferred). */
+  cleanupDeferredNow(): Promise<number | null> {
+    this.live();
+    this.retry.clear();
+    return this.cleanupDeferred();
+  }
+
+  /** Pool usage as the kernel reports it now (the observation dm.min_free_space decides on). */
+  poolUsage(): Promise<PoolUsage> {
+    this.live();
+    return this.usage();
+  }
+
   // ---- deferred removal and deletion ------------------------------------------------------------------------
 
   private scheduleWorker(delayMs: number): void {

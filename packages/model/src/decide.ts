@@ -31,6 +31,7 @@ import {
   checkBlockSize, checkUint, checkDeviceText, show,
 } from './validate.js';
 import { DEFAULTS, joinMountOptions, recordedTexts } from './options.js';
+import { decideSnapshot, type SnapshotCommand } from './snapshots.js';
 
 /** Pool usage as the kernel reports it (thin-pool status): used/total data and metadata blocks. */
 export interface PoolUsage {
@@ -76,7 +77,9 @@ export type Command =
   | { readonly type: 'hasDevice'; readonly hash: string }
   | { readonly type: 'getDeviceStatus'; readonly hash: string }
   | { readonly type: 'list' }
-  | { readonly type: 'status' };
+  | { readonly type: 'status' }
+  // the snapshot namespace (snapshots.ts)
+  | SnapshotCommand;
 
 export type CommandType = Command['type'];
 
@@ -390,6 +393,11 @@ export function decide(state: State, command: Command): readonly JournalEvent[] 
     case 'list':
     case 'status':
       return [];
+    case 'snapshotPrepare':
+    case 'snapshotCommit':
+    case 'snapshotRemove':
+    case 'snapshotUpdate':
+      return decideSnapshot(s, c);
     default:
       throw new TypeError(`decide: unknown command type ${JSON.stringify((c as { type?: unknown }).type)}`);
   }

@@ -3,3 +3,4 @@ export * from './options.js';
 export * from './state.js';
 export * from './decide.js';
 export * from './queries.js';
+export * from './snapshots.js';

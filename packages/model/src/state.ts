@@ -26,6 +26,7 @@
 import { createHash } from 'node:crypto';
 import { ThinjournalError, type JournalEvent, type EventType } from '@thinjournal/spec';
 import { MAX_DEVICE_ID, isValidBlockSize } from './validate.js';
+import { NAMESPACE_EVENTS, namespaceConflict, applyNamespaceEvent, snapshotRow, snapshotFromRow, type SnapshotEntry } from './snapshots.js';
 
 export interface PoolInfo {
   readonly poolName: string;
@@ -101,6 +102,8 @@ export interface State {
   /** hashes awaiting deferred deletion, sorted (derived from devices). */
   readonly deferredDeletions: readonly string[];
   readonly pending: PendingTransaction | null;
+  /** the snapshot namespace (snapshots.ts): key or name → snapshot; committed entries only. */
+  readonly snapshots: ReadonlyMap<string, SnapshotEntry>;
 }
 
 const EMPTY_MOUNTS: readonly MountPoint[] = Object.freeze([]);
@@ -115,6 +118,7 @@ export const initialState: State = Object.freeze({
   childCounts: new Map<string, number>(),
   deferredDeletions: Object.freeze([]) as readonly string[],
   pending: null,
+  snapshots: new Map<string, SnapshotEntry>(),
 });
 
 /** The events that change pool metadata and so belong inside a transaction. */
@@ -186,7 +190,10 @@ class Work {
   children: Map<string, number> = new Map();
   deferred: Set<string> = new Set();
   pending: WorkPending | null = null;
+  snaps: Map<string, SnapshotEntry> = new Map();
   private shared = false;
+  /** the namespace map is shared with a handed-out State (copy-on-write, apart from the device maps). */
+  private snapsShared = false;
   private deferredSorted: readonly string[] | null = Object.freeze([]) as readonly string[];
   private last: State | null = null;
 
@@ -202,6 +209,8 @@ class Work {
     w.deferred = new Set(s.deferredDeletions);
     w.deferredSorted = s.deferredDeletions;
     w.shared = true;
+    w.snaps = s.snapshots as Map<string, SnapshotEntry>;
+    w.snapsShared = true;
     w.last = s;
     if (s.pending) {
       const p = s.pending;
@@ -236,7 +245,7 @@ class Work {
     return {
       pool: this.pool, txId: this.txId, nextDeviceId: this.nextDeviceId, base: this.base, devices: this.devices,
       deviceIds: this.ids, childCounts: this.children, deferredDeletions: this.deferredSorted,
-      pending: p && { txId: p.txId, op: p.op, hash: p.hash, events: p.events },
+      pending: p && { txId: p.txId, op: p.op, hash: p.hash, events: p.events }, snapshots: this.snaps,
     };
   }
 
@@ -245,6 +254,7 @@ class Work {
     if (this.deferredSorted === null) this.deferredSorted = Object.freeze([...this.deferred].sort());
     const p = this.pending;
     this.shared = true;
+    this.snapsShared = true;
     this.last = Object.freeze({
       pool: this.pool,
       txId: this.txId,
@@ -255,6 +265,7 @@ class Work {
       childCounts: this.children,
       deferredDeletions: this.deferredSorted,
       pending: p && Object.freeze({ txId: p.txId, op: p.op, hash: p.hash, events: Object.freeze(p.events.slice()) }),
+      snapshots: this.snaps,
     });
     return this.last;
   }
@@ -304,6 +315,7 @@ class Work {
   apply(e: EventLike): void {
     const b = e.body as Record<string, any>;
     if (TRANSACTIONAL_EVENTS.has(e.type as EventType)) return this.applyInTransaction(e, b);
+    if (NAMESPACE_EVENTS.has(e.type)) return this.applyNamespace(e);
     switch (e.type) {
       case 'PoolInitialised': {
         if (this.pool) throw conflict(e, `the pool is already initialised (${this.pool.poolName})`);
@@ -367,6 +379,37 @@ class Work {
       default:
         return this.applyOutsideTransaction(e, b);
     }
+  }
+
+  /**
+   * A namespace event (snapshots.ts): stamped with the pending transaction's txId it joins that transaction
+   * (checked against the committed namespace now, applied at its commit); stamped with the committed txId it
+   * applies at once.
+   */
+  private applyNamespace(e: EventLike): void {
+    if (!this.pool) throw conflict(e, 'the pool is not initialised');
+    const p = this.pending;
+    if (p && e.txId === p.txId) {
+      if (p.events.some((x) => NAMESPACE_EVENTS.has(x.type))) throw conflict(e, `transaction ${p.txId} already carries a namespace event`);
+      const why = namespaceConflict(this.snaps, e, (h) => this.viewDevice(h) !== undefined);
+      if (why !== null) throw conflict(e, why);
+      this.last = null;
+      p.events.push({ type: e.type, txId: e.txId, body: e.body } as JournalEvent);
+      return;
+    }
+    this.checkCurrentTx(e);
+    const why = namespaceConflict(this.snaps, e, (h) => this.devices.has(h));
+    if (why !== null) throw conflict(e, why);
+    this.ownSnaps();
+    applyNamespaceEvent(this.snaps, e, detach);
+  }
+
+  private ownSnaps(): void {
+    if (this.snapsShared) {
+      this.snaps = new Map(this.snaps);
+      this.snapsShared = false;
+    }
+    this.last = null;
   }
 
   private checkCurrentTx(e: EventLike): void {
@@ -536,6 +579,11 @@ class Work {
     }
     if (ov.pool) this.pool = ov.pool;
     if (ov.baseSet) this.base = ov.base;
+    for (const e of p.events) {
+      if (!NAMESPACE_EVENTS.has(e.type)) continue;
+      this.ownSnaps();
+      applyNamespaceEvent(this.snaps, e, detach);
+    }
     this.txId = p.txId;
   }
 }
@@ -641,6 +689,9 @@ export function stateHash(s: State): string {
   for (const k of [...s.devices.keys()].sort()) h.update(JSON.stringify(['dev', deviceRow(s.devices.get(k)!)]) + '\n');
   const p = s.pending;
   h.update(JSON.stringify(['pending', p && [p.txId, p.op, p.hash, p.events.map((e) => [e.type, e.txId, sortedEntries(e.body as Record<string, unknown>)])]]) + '\n');
+  // The namespace is hashed only when it has entries: a state without snapshots hashes as it always has, so
+  // checkpoints stored before the namespace existed still verify.
+  for (const k of [...s.snapshots.keys()].sort()) h.update(JSON.stringify(['snap', snapshotRow(s.snapshots.get(k)!)]) + '\n');
   return h.digest('hex');
 }
 
@@ -653,10 +704,13 @@ export interface PlainState {
   readonly base: BaseInfo | null;
   readonly devices: readonly Device[];
   readonly pending: PendingTransaction | null;
+  /** the namespace as rows (snapshots.ts snapshotRow) in key order; absent when empty. */
+  readonly snapshots?: readonly unknown[];
 }
 
 export function toPlain(s: State): PlainState {
   return {
+    ...(s.snapshots.size ? { snapshots: [...s.snapshots.keys()].sort().map((k) => snapshotRow(s.snapshots.get(k)!)) } : {}),
     v: 1, pool: s.pool, txId: s.txId, nextDeviceId: s.nextDeviceId, base: s.base,
     devices: [...s.devices.keys()].sort().map((k) => s.devices.get(k)!),
     pending: s.pending && { txId: s.pending.txId, op: s.pending.op, hash: s.pending.hash, events: s.pending.events.map((e) => ({ type: e.type, txId: e.txId, body: e.body }) as JournalEvent) },
@@ -694,9 +748,21 @@ export function fromPlain(x: unknown): State {
   for (const d of devices.values()) if (d.parentHash !== null && !devices.has(d.parentHash)) throw invalid(`parent of ${JSON.stringify(d.hash)} missing`);
   const pool = o.pool ? Object.freeze({ ...o.pool, options: Object.freeze({ ...(o.pool.options ?? {}) }) }) as PoolInfo : null;
   const base = o.base ? Object.freeze({ ...o.base }) as BaseInfo : null;
+  const snapshots = new Map<string, SnapshotEntry>();
+  if (o.snapshots !== undefined) {
+    if (!Array.isArray(o.snapshots)) throw invalid('snapshots is not an array');
+    for (const r of o.snapshots) {
+      const x = snapshotFromRow(r);
+      if (!x) throw invalid('malformed snapshot');
+      if (snapshots.has(x.key)) throw invalid(`snapshot ${JSON.stringify(x.key)} twice`);
+      if (!devices.has(x.hash)) throw invalid(`device of snapshot ${JSON.stringify(x.key)} missing`);
+      snapshots.set(x.key, x);
+    }
+    for (const x of snapshots.values()) if (x.parent !== null && snapshots.get(x.parent)?.kind !== 'committed') throw invalid(`parent of snapshot ${JSON.stringify(x.key)} is not a committed snapshot`);
+  }
   const committed: State = Object.freeze({
     pool, txId: o.txId, nextDeviceId: o.nextDeviceId, base, devices, deviceIds: ids, childCounts: children,
-    deferredDeletions: Object.freeze(deferred.sort()), pending: null,
+    deferredDeletions: Object.freeze(deferred.sort()), pending: null, snapshots,
   });
   if (!o.pending) return committed;
   // Re-run the pending transaction's events over the committed state: it rebuilds (and re-checks) the overlay.

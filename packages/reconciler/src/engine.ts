@@ -270,6 +270,11 @@ export class Engine {
             await stepDone();
             break;
           }
+          case 'SnapshotPrepared':
+          case 'SnapshotCommitted':
+          case 'SnapshotLabelsUpdated':
+          case 'SnapshotRemoved':
+            break; // the snapshot namespace: journal only, applied with the transaction's commit
           default:
             throw new ThinjournalError('ERR_EVENT_CONFLICT', `no kernel step for ${e.type} inside a transaction`);
         }
@@ -402,6 +407,10 @@ export class Engine {
       case 'DeletionDeferred':
       case 'PoolDevicesAttached': // the caller attached them; the journal records where they are now
       case 'Checkpoint':
+      case 'SnapshotPrepared': // the snapshot namespace: journal only
+      case 'SnapshotCommitted':
+      case 'SnapshotLabelsUpdated':
+      case 'SnapshotRemoved':
         return;
       default:
         throw new ThinjournalError('ERR_EVENT_CONFLICT', `${e.type} is not an activation, mount or marker event`);

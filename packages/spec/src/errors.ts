@@ -35,6 +35,13 @@ export const ERROR_CODES = {
   ERR_NO_SPACE: 'The pool is short of free space (dm.min_free_space) or device IDs.',
   ERR_EVENT_CONFLICT: 'An event cannot apply to the current state (replay of a journal that does not fit the model).',
   ERR_STATE_HASH_MISMATCH: 'Replayed state does not hash to the value stored with a checkpoint.',
+  // snapshot namespace (containerd's snapshotter API; packages/model snapshots.ts, packages/snapshotter)
+  ERR_SNAPSHOT_INVALID: 'A snapshot request is malformed: a key or name empty, over its byte limit or holding NUL; labels over their limits; an unknown kind; a field path other than `labels` / `labels.<key>`. Nothing was journaled.',
+  ERR_SNAPSHOT_NOT_FOUND: 'No snapshot with that key (or name) exists in the namespace.',
+  ERR_SNAPSHOT_EXISTS: 'A snapshot with that key (or name) already exists; keys and names share one namespace.',
+  ERR_SNAPSHOT_PARENT: 'The parent named for a new snapshot does not exist or is not a committed snapshot.',
+  ERR_SNAPSHOT_NOT_ACTIVE: 'The operation needs an active snapshot (Commit), and the snapshot is a view or committed.',
+  ERR_SNAPSHOT_HAS_CHILDREN: 'The snapshot is the parent of other snapshots; remove them first.',
   // device-mapper / kernel backend (packages/dm)
   ERR_KERNEL: 'A kernel call failed (dm ioctl, loop, block device, mount); `errnoName` is the errno (EBUSY, EEXIST, EINVAL, ENODATA, ENXIO…), with `syscall`, `device`/`path`; the native error is the `cause`. The model backend raises the same errno the kernel would.',
   ERR_DM_NAME: 'A device-mapper device name is empty, longer than 127 bytes, contains `/`, or is `.` or `..`; nothing was sent to the kernel.',

@@ -67,6 +67,22 @@ export const EVENT_SCHEMAS = {
   RepairCompleted: { completed: 'uint', skipped: 'uint' },
   /** Outcome: step `completed` + 1 of the repair begun last failed with `reason`; the steps before it ran. */
   RepairFailed: { completed: 'uint', reason: 'str' },
+  // --- snapshots (containerd namespace) ---
+  // containerd's snapshot keys and names: arbitrary strings mapped to thin devices by `hash`. Times are
+  // microseconds since the Unix epoch. A namespace event stamped with a pending transaction's txId belongs to
+  // that transaction (it applies at TransactionCommitted and is dropped by TransactionRolledBack); stamped
+  // with the committed txId it applies at once.
+  /** `key` names a new snapshot of `kind` "active" or "view" on device `hash`; `parent`: the committed snapshot it
+   *  is based on (its device is the origin of `hash`), absent for a snapshot with no parent. created = updated. */
+  SnapshotPrepared: { key: 'str', kind: 'str', 'parent?': 'str', hash: 'id', labels: 'strmap', created: 'uint' },
+  /** The active snapshot `key` became the committed snapshot `name` on the same device, with these labels;
+   *  `key` is gone. created = updated = `time`. */
+  SnapshotCommitted: { key: 'str', name: 'str', labels: 'strmap', time: 'uint' },
+  /** The snapshot's labels are now exactly `labels`. */
+  SnapshotLabelsUpdated: { key: 'str', labels: 'strmap', updated: 'uint' },
+  /** The snapshot `key` is gone from the namespace (its device is deleted in the same transaction, or marked
+   *  DeletionDeferred beside it). */
+  SnapshotRemoved: { key: 'str' },
 } as const satisfies Record<string, BodySchema>;
 
 export type EventType = keyof typeof EVENT_SCHEMAS;
