@@ -49,7 +49,7 @@ export async function probeHost(root) {
  * THINJOURNAL_KERNEL), `isRoot` and `write` (where the runner's lines go) are this process's unless given
  * (the runner's own tests give them).
  */
-export async function runKernelFiles(files, { root, runChild, probe, env = process.env, isRoot = process.getuid?.() === 0, write = (s) => process.stdout.write(s) }) {
+export async function runKernelFiles(files, { root, runChild, probe, env = process.env, isRoot = process.getuid?.() === 0, write = (s) => process.stdout.write(s), fileTimeoutMs = 15 * 60_000 }) {
   const vm = path.resolve(root, '..', 'shared', 'dmvm', 'run-in-vm.sh');
   const choice = chooseKernelRun({ mode: env.THINJOURNAL_KERNEL, probe: probe ?? (await probeHost(root)), isRoot, guest: existsSync(vm) });
   if (choice.how === 'skip') {
@@ -64,7 +64,11 @@ export async function runKernelFiles(files, { root, runChild, probe, env = proce
   }
   write(`\nkernel tests: booting the dmvm guest once for ${files.length} files (${choice.why})\n`);
   const cmd = [process.execPath, path.join(root, 'test', 'uvu-child.mjs'), ...files];
-  const { out, results } = await runChild(files, { wrap: [vm, ...cmd] });
+  // One guest runs every file in one process: its limit is each file's, summed (the guest's own limit,
+  // DMVM_TIMEOUT, is raised to match unless set); containerd and its testsuite want 2 GiB of guest RAM.
+  const timeoutMs = fileTimeoutMs * files.length;
+  const guestEnv = { DMVM_TIMEOUT: env.DMVM_TIMEOUT ?? String(Math.ceil(timeoutMs / 1000) + 300), DMVM_MEM: env.DMVM_MEM ?? '2048' };
+  const { out, results } = await runChild(files, { wrap: [vm, ...cmd], timeoutMs, env: guestEnv });
   write(out.trimEnd() + '\n');
   return results;
 }

@@ -46,21 +46,22 @@ export function parseResults(text) {
   return results;
 }
 
-function runChild(files, { wrap } = {}) {
+/** `timeoutMs`: the whole child's limit (default: FILE_TIMEOUT_MS; a guest running several files gets more). */
+function runChild(files, { wrap, timeoutMs = FILE_TIMEOUT_MS, env = {} } = {}) {
   return new Promise((resolve) => {
     const argv = wrap ?? [process.execPath, path.join(root, 'test', 'uvu-child.mjs'), ...files];
     const child = spawn(argv[0], argv.slice(1), {
       cwd: root,
-      env: { ...process.env, FORCE_COLOR: process.stdout.isTTY ? '1' : '0' },
+      env: { ...process.env, ...env, FORCE_COLOR: process.stdout.isTTY ? '1' : '0' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (out += d));
     const timer = setTimeout(() => {
-      out += `\n  ✘ timed out after ${FILE_TIMEOUT_MS} ms\n`;
+      out += `\n  ✘ timed out after ${timeoutMs} ms\n`;
       child.kill('SIGKILL');
-    }, FILE_TIMEOUT_MS);
+    }, timeoutMs);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       const results = parseResults(out);
@@ -95,7 +96,7 @@ async function main() {
     }
   }
   await Promise.all(Array.from({ length: width }, worker));
-  if (kernel.length) all.push(...(await runKernelFiles(kernel, { root, runChild })));
+  if (kernel.length) all.push(...(await runKernelFiles(kernel, { root, runChild, fileTimeoutMs: FILE_TIMEOUT_MS })));
 
   const sum = (k) => all.reduce((n, r) => n + r[k], 0);
   const passed = sum('passed'), failed = sum('failed'), skipped = sum('skipped');

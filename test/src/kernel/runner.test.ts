@@ -13,11 +13,11 @@ import { DM_CONTROL_PATH, decideDeviceMapper, probeDeviceMapper, type DeviceMapp
 
 interface Choice { how: 'direct' | 'guest' | 'skip'; why: string }
 interface ChildResult { file: string; passed: number; failed: number; skipped: number; error: string | null }
-type RunChild = (files: string[], opts?: { wrap?: string[] }) => Promise<{ out: string; results: ChildResult[] }>;
+type RunChild = (files: string[], opts?: { wrap?: string[]; timeoutMs?: number; env?: Record<string, string> }) => Promise<{ out: string; results: ChildResult[] }>;
 interface Runner {
   chooseKernelRun(a: { mode: string | undefined; probe: DeviceMapperProbe; isRoot: boolean; guest: boolean }): Choice;
   probeHost(root: string): Promise<DeviceMapperProbe>;
-  runKernelFiles(files: string[], o: { root: string; runChild: RunChild; probe?: DeviceMapperProbe; env?: Record<string, string | undefined>; isRoot?: boolean; write?: (s: string) => void }): Promise<ChildResult[]>;
+  runKernelFiles(files: string[], o: { root: string; runChild: RunChild; probe?: DeviceMapperProbe; env?: Record<string, string | undefined>; isRoot?: boolean; write?: (s: string) => void; fileTimeoutMs?: number }): Promise<ChildResult[]>;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -86,6 +86,23 @@ test('runKernelFiles: with a dead control node it wraps the files in the dmvm sc
   const direct = await runWith(working, true);
   assert.equal(direct.calls, [undefined], 'ran in this host, unwrapped');
   assert.ok(direct.printed.includes(`kernel tests: running on this host's device-mapper (${working.reason})`), direct.printed);
+});
+
+test('the guest runs every file in one process: its limit is the files\' limits summed, and the guest\'s own limit is raised to match', async () => {
+  const { top, root } = fakeLayout();
+  const seen: { timeoutMs?: number; env?: Record<string, string> }[] = [];
+  const runChild: RunChild = async (files, opts) => {
+    seen.push({ ...(opts?.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}), ...(opts?.env ? { env: opts.env } : {}) });
+    return { out: '', results: files.map((file) => ({ file, passed: 1, failed: 0, skipped: 0, error: null })) };
+  };
+  try {
+    await runner.runKernelFiles(['a.kernel.test.js', 'b.kernel.test.js', 'c.kernel.test.js'], { root, runChild, probe: dead, env: {}, isRoot: true, write: () => {}, fileTimeoutMs: 60_000 });
+    assert.equal(seen, [{ timeoutMs: 180_000, env: { DMVM_TIMEOUT: '480', DMVM_MEM: '2048' } }]);
+    await runner.runKernelFiles(['a.kernel.test.js'], { root, runChild, probe: dead, env: { DMVM_TIMEOUT: '99', DMVM_MEM: '4096' }, isRoot: true, write: () => {}, fileTimeoutMs: 60_000 });
+    assert.equal(seen[1], { timeoutMs: 60_000, env: { DMVM_TIMEOUT: '99', DMVM_MEM: '4096' } }, 'what the environment sets wins');
+  } finally {
+    rmSync(top, { recursive: true, force: true });
+  }
 });
 
 test('a real c 10 236 node in a temporary directory, probed and handed to the runner: the guest unless /proc/misc has device-mapper', async () => {
