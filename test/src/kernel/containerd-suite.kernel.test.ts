@@ -7,8 +7,12 @@
 //  - thinjournal: one run of the suite with `-proxy.spawn=packages/snapshotter/bin/spawn-for-suite.sh`
 //    (the suite starts `spawn-for-suite.sh <socket> <root>` per test, a fresh daemon and home each time, and
 //    SIGINTs it after the test). Skipped, saying so, while that wrapper or the CLI's `snapshotter` command is
-//    missing.
-//  - peers (THINJOURNAL_SUITE_PEER=devmapper,overlayfs,native; "none" for none): containerd's own
+//    missing. THINJOURNAL_SUITE_SPAWN=CMD runs that instead (same contract), with THINJOURNAL_SUITE_NAME as the
+//    requests' snapshotter name: test/containerd/spawn-containerd.sh proves this mode on containerd's own.
+//  - peers (THINJOURNAL_SUITE_PEER=devmapper,overlayfs,native; "none" for none. Default: devmapper while the
+//    service is missing, so that CI proves this harness on the real kernel meanwhile; none once it is there,
+//    as thinjournal's own run is then the proof and a full devmapper run costs ≈ 35 min under emulation,
+//    most of it 128LayersMount): containerd's own
 //    snapshotters, reached through containerd's socket exactly as the suite reaches a proxy plugin. The
 //    suite's tests reuse fixed keys and containerd keeps what a test leaves, so each suite test gets its own
 //    containerd (and, for devmapper, its own loopback thin pool made with dmsetup).
@@ -26,7 +30,6 @@ type Result = { status: 'PASS' | 'FAIL' | 'SKIP'; seconds: number; log: string }
 // test/containerd/kit.mjs is plain JavaScript shared with the benchmark.
 const kit: any = await import(new URL('../../containerd/kit.mjs', import.meta.url).href);
 
-const PEERS_DEFAULT = 'devmapper';
 const why = await kernelUnavailable();
 const all: string[] = kit.suiteTestNames();
 const only = (process.env.THINJOURNAL_SUITE_ONLY ?? '').split(',').filter(Boolean);
@@ -58,17 +61,21 @@ function score(label: string, results: Map<string, Result>, ran: string[], secon
 }
 
 async function runThinjournal(bin: string): Promise<void> {
-  const svc = kit.thinjournalService();
+  const other = process.env.THINJOURNAL_SUITE_SPAWN;
+  const svc = other ? { ok: true } : kit.thinjournalService();
+  const spawnCmd: string = other ? path.resolve(other) : kit.SPAWN_WRAPPER;
+  const label = other ? `spawn ${path.basename(other)} (${process.env.THINJOURNAL_SUITE_NAME ?? 'thinjournal'})` : 'thinjournal';
   if (!svc.ok) {
     console.log(`containerd testsuite against thinjournal skipped: ${svc.why}; it runs \`${path.relative(kit.ROOT, kit.SPAWN_WRAPPER)} <socket> <root>\` per suite test`);
     test.skip(`thinjournal: containerd's snapshotter testsuite (${svc.why})`, () => {});
     return;
   }
-  const r = await kit.runSuite(bin, ['-test.parallel', '1', '-test.timeout', '60m', '-test.run', anchored(names), `-proxy.spawn=${kit.SPAWN_WRAPPER}`]);
+  const nameArgs = process.env.THINJOURNAL_SUITE_NAME ? [`-proxy.name=${process.env.THINJOURNAL_SUITE_NAME}`] : [];
+  const r = await kit.runSuite(bin, ['-test.parallel', '1', '-test.timeout', '60m', '-test.run', anchored(names), `-proxy.spawn=${spawnCmd}`, ...nameArgs]);
   const results: Map<string, Result> = kit.parseSuiteOutput(r.out);
-  score('thinjournal', results, names, r.seconds);
-  register('thinjournal', results, names);
-  test('thinjournal: the suite process exits 0 exactly when no suite test failed', () => {
+  score(label, results, names, r.seconds);
+  register(label, results, names);
+  test(`${label}: the suite process exits 0 exactly when no suite test failed`, () => {
     const failed = [...results.values()].some((x) => x.status === 'FAIL') || results.size < names.length;
     assert.is(r.code === 0, !failed, `exit ${r.code ?? r.signal}`);
   });
@@ -117,7 +124,7 @@ if (why) {
     test.skip(`containerd testsuite (${noBin})`, () => {});
   } else {
     await runThinjournal(bin);
-    const peers = (process.env.THINJOURNAL_SUITE_PEER ?? PEERS_DEFAULT).split(',').filter((p) => p && p !== 'none');
+    const peers = (process.env.THINJOURNAL_SUITE_PEER ?? (kit.thinjournalService().ok || process.env.THINJOURNAL_SUITE_SPAWN ? 'none' : 'devmapper')).split(',').filter((p) => p && p !== 'none');
     if (peers.length && missing.length) {
       console.log(`containerd peers skipped: missing ${missing.join(', ')} (node test/containerd/prepare.mjs installs them)`);
       test.skip(`containerd peers (missing ${missing.join(', ')})`, () => {});
