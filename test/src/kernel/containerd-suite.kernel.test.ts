@@ -12,7 +12,7 @@
 //  - peers (THINJOURNAL_SUITE_PEER=devmapper,overlayfs,native; "none" for none. Default: devmapper while the
 //    service is missing, so that CI proves this harness on the real kernel meanwhile; none once it is there,
 //    as thinjournal's own run is then the proof and a full devmapper run costs ≈ 35 min under emulation,
-//    most of it 128LayersMount): containerd's own
+//    most of it 128LayersMount, which the default run leaves out, saying so): containerd's own
 //    snapshotters, reached through containerd's socket exactly as the suite reaches a proxy plugin. The
 //    suite's tests reuse fixed keys and containerd keeps what a test leaves, so each suite test gets its own
 //    containerd (and, for devmapper, its own loopback thin pool made with dmsetup).
@@ -98,10 +98,14 @@ async function runPeerTest(bin: string, peer: string, name: string): Promise<{ r
   }
 }
 
-async function runPeer(bin: string, peer: string): Promise<void> {
+async function runPeer(bin: string, peer: string, leaveOut: Map<string, string>): Promise<void> {
   const results = new Map<string, Result>();
   const t = Date.now();
   for (const name of names) {
+    if (leaveOut.has(name)) {
+      results.set(name, { status: 'SKIP', seconds: 0, log: leaveOut.get(name)! });
+      continue;
+    }
     try {
       const one = await runPeerTest(bin, peer, name);
       for (const [k, v] of one.results) results.set(k, v);
@@ -130,7 +134,13 @@ if (why) {
       test.skip(`containerd peers (missing ${missing.join(', ')})`, () => {});
     } else {
       await kit.ensureCgroup2();
-      for (const p of peers) await runPeer(bin, p);
+      // The default peer run leaves out 128LayersMount: ≈ 20 min of the ≈ 35 a full devmapper run takes under
+      // the guest's emulation. Naming the peer (THINJOURNAL_SUITE_PEER) runs every test.
+      const leaveOut = new Map<string, string>();
+      if (process.env.THINJOURNAL_SUITE_PEER === undefined && names.includes('128LayersMount')) {
+        leaveOut.set('128LayersMount', 'left out of the default peer run (≈ 20 min under emulation); THINJOURNAL_SUITE_PEER=devmapper runs it');
+      }
+      for (const p of peers) await runPeer(bin, p, leaveOut);
     }
   }
 }
