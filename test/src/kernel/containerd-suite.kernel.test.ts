@@ -72,7 +72,8 @@ async function runThinjournal(bin: string): Promise<void> {
     return;
   }
   const nameArgs = process.env.THINJOURNAL_SUITE_NAME ? [`-proxy.name=${process.env.THINJOURNAL_SUITE_NAME}`] : [];
-  const r = await kit.runSuite(bin, ['-test.parallel', '1', '-test.timeout', '60m', '-test.run', anchored(names), `-proxy.spawn=${spawnCmd}`, ...nameArgs]);
+  // A daemon's first start in the guest loads its modules over 9p: the dial waits longer than the suite's default.
+  const r = await kit.runSuite(bin, ['-test.parallel', '1', '-test.timeout', '60m', '-test.run', anchored(names), `-proxy.spawn=${spawnCmd}`, '-proxy.dialtimeout=900s', ...nameArgs]);
   const results: Map<string, Result> = kit.parseSuiteOutput(r.out);
   score(label, results, names, r.seconds);
   register(label, results, names);
