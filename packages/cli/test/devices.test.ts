@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Journal } from '@thinjournal/journal';
-import { ModelBackend } from '@thinjournal/dm';
+import { ModelBackend, probeDeviceMapper } from '@thinjournal/dm';
 import { effectiveOptions, parseOptions, type OptionsEnv } from '@thinjournal/model';
 import { main, EXIT, type Io } from '../src/index.js';
 import { mergeOptions, optionsFromRecorded } from '../src/devices.js';
@@ -547,7 +547,8 @@ test('the binary: a missing argument is exit 2; without device-mapper a device c
     let r = spawnSync(process.execPath, [BIN, 'create', '--home', home], { encoding: 'utf8' });
     assert.is(r.status, EXIT.USAGE, r.stderr);
     assert.match(r.stderr, /^usage: missing ID\nthinjournal create ID/);
-    if (existsSync('/dev/mapper/control')) return; // a real dm host: the rest would touch the kernel
+    // A node at /dev/mapper/control proves nothing (installing dmsetup or containerd makes one): ask the probe.
+    if (probeDeviceMapper().available) return; // a real dm host: the rest would touch the kernel
     r = spawnSync(process.execPath, [BIN, 'init', '--home', home, '--opt', 'dm.loopdatasize=256M'], { encoding: 'utf8' });
     assert.is(r.status, EXIT.ERROR);
     assert.match(r.stderr, /^ERR_NATIVE_UNAVAILABLE: /);
