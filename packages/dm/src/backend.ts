@@ -91,7 +91,7 @@ export interface Backend {
   remove(name: string, opts?: { deferred?: boolean }): Promise<RemoveResult>;
   table(name: string): Promise<TableLine[]>;
   status(name: string, opts?: { noFlush?: boolean }): Promise<TableLine[]>;
-  /** A target message; the reply text or null. Note: the kernel accepts (and ignores) messages to a device without a live table. */
+  /** A target message; the reply text or null. To a device without a live table a message does nothing: earlier 6.1 kernels accept it, 6.1.0-57 answers EINVAL. */
   message(name: string, message: string, sector?: number): Promise<string | null>;
 
   // ---- dm-thin, typed ----

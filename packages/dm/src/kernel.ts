@@ -188,7 +188,9 @@ export class KernelBackend extends BackendBase {
     }
     try {
       const { stdout } = await runTool('thin_dump', ['--metadata-snap', '--skip-mappings', meta]);
-      return parseThinDump(stdout);
+      // The kernel wipes the space map roots in the snapshot's copy of the superblock (nr_data_blocks reads
+      // 0 there): the data size comes from the live pool's status line instead.
+      return { ...parseThinDump(stdout), dataBlocks: (await this.poolStatusOk(pool)).totalDataBlocks };
     } finally {
       await this.message(pool, 'release_metadata_snap');
     }

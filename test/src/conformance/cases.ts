@@ -284,12 +284,17 @@ export function defineConformance(test: Test, makeHarness: HarnessFactory): void
     assert.is(await b.info(ghost), null);
   });
 
-  add('a device without a table: messages succeed and do nothing; resume after suspend is EINVAL', async (h) => {
+  add('a device without a table: a message does nothing (accepted, or EINVAL on newer kernels); resume after suspend is EINVAL', async (h) => {
     const b = h.backend;
     const empty = h.name('empty');
     const info = await b.create(empty, []);
     assert.ok(!info.activeTable && !info.inactiveTable);
-    assert.is(await b.message(empty, 'create_thin 1'), null);
+    // Debian's 6.1 kernels differ here: earlier point releases accept and ignore the message, 6.1.0-57 refuses
+    // it with EINVAL. Either way nothing happens: the device still has no table.
+    const answer = await b.message(empty, 'create_thin 1').then((r) => ({ r }), (err: unknown) => ({ err }));
+    if ('err' in answer) assert.is(errnoOf(answer.err), 'EINVAL', String(answer.err));
+    else assert.is(answer.r, null);
+    assert.ok(!(await b.info(empty))!.activeTable);
     await b.resume(empty); // not suspended: nothing to do
     assert.equal(await b.status(empty), []);
     await b.suspend(empty);

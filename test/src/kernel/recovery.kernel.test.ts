@@ -164,7 +164,7 @@ if (why) {
     const metaFile = decoy('bd-meta', 16 * MiB);
     const data = await b.attachLoop(dataFile);
     const meta = await b.attachLoop(metaFile);
-    await json(home, 'init', '--opt', `dm.datadev=${data}`, '--opt', `dm.metadatadev=${meta}`, '--opt', 'dm.basesize=32M');
+    await json(home, 'init', '--opt', `dm.datadev=${data}`, '--opt', `dm.metadatadev=${meta}`, '--opt', 'dm.basesize=32M', '--opt', 'dm.fs=ext4');
     const pool = await poolOf(home);
     await json(home, 'create', 'x1');
     await reboot(home, pool);
