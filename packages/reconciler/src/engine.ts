@@ -19,6 +19,11 @@ const SECTOR = 512;
 /** Events that add kernel state: journaled before the kernel is asked (see Engine.direct). */
 const ADDS_KERNEL_STATE: ReadonlySet<string> = new Set(['DeviceActivated', 'DeviceMounted']);
 
+/** An error as an outcome record's reason: its code and message, within an event's string limit. */
+function failureReason(err: unknown): string {
+  return `${(err as { code?: string }).code ?? 'error'}: ${(err as Error).message}`.slice(0, 4000);
+}
+
 /** A point of the protocol, for observers (progress, tests that crash there). */
 export type ProtocolPoint = 'after-intent' | `after-step-${number}` | 'after-commit-point' | 'after-outcome' | `after-event-${number}`;
 
@@ -297,7 +302,7 @@ export class Engine {
       for (const name of suspended.reverse()) await this.backend.resume(name);
       for (const name of activated.reverse()) await this.backend.remove(name);
       for (const id of created.reverse()) await this.backend.deleteThin(pool, id);
-      const reason = `${(cause as { code?: string }).code ?? 'error'}: ${(cause as Error).message}`.slice(0, 4000);
+      const reason = failureReason(cause);
       await this.append([{ type: 'TransactionRolledBack', txId, body: { reason } }], meta);
     } catch (undoErr) {
       // Leave the intent pending: recovery decides at the next start (protocol.md §4), never a guess here.
@@ -551,7 +556,7 @@ export class Engine {
         await this.append([{ type: 'RepairCompleted', txId: this.state.txId, body: { completed: r.completed, skipped: r.skipped } }], m);
         return r;
       } catch (err) {
-        const reason = `${(err as { code?: string }).code ?? 'error'}: ${(err as Error).message}`.slice(0, 4000);
+        const reason = failureReason(err);
         const completed = (err as { completed?: number }).completed ?? 0;
         await this.append([{ type: 'RepairFailed', txId: this.state.txId, body: { completed, reason } }], m).catch(() => {});
         throw err;

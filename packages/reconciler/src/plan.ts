@@ -270,10 +270,15 @@ function findings(j: JournalView, k: KernelView): Findings {
   return f;
 }
 
+/** A drift report without thin-id differences (the findings say what differs). */
+function noIdDrift(j: JournalView, kernelTxId: number | null, message: string): Drift {
+  return { kernelOnly: [], journalOnly: [], journalTxId: j.committedTxId, pendingTxId: j.pending?.txId ?? null, kernelTxId, message, findings: [], refusals: [] };
+}
+
 /** A drift plan with the findings merged in: one report, one repair (nothing offered while anything is refused). */
 function withFindings(j: JournalView, k: KernelView, plan: RecoveryPlan, f: Findings): RecoveryPlan {
   const base = plan.verdict === 'drift' ? plan : null;
-  const drift = base?.drift ?? { kernelOnly: [], journalOnly: [], journalTxId: j.committedTxId, pendingTxId: j.pending?.txId ?? null, kernelTxId: k.transactionId, message: '', findings: [], refusals: [] };
+  const drift = base?.drift ?? noIdDrift(j, k.transactionId, '');
   const reason = [base?.reason, ...f.refusals, ...f.lines].filter((x): x is string => !!x).join('; ');
   // After a reboot every repair needs the pool's table first — but only over metadata that could be read:
   // building a table over unreadable metadata would format it.
@@ -288,7 +293,7 @@ export function planRecovery(j: JournalView, k: KernelView): RecoveryPlan {
   if (k.poolSuspended) {
     // Nothing of the pool's metadata was read: the resume first, then recovery plans again on a live pool.
     const line = `the pool ${j.poolName} is suspended: I/O to every thin device waits`;
-    const drift: Drift = { kernelOnly: [], journalOnly: [], journalTxId: j.committedTxId, pendingTxId: j.pending?.txId ?? null, kernelTxId: null, message: line, findings: [line], refusals: [] };
+    const drift: Drift = { ...noIdDrift(j, null, line), findings: [line] };
     return { verdict: 'drift', reason: line, steps: [], drift, repair: [{ kind: 'resumeDevice', name: j.poolName, guard: 'suspended' }] };
   }
   const f = findings(j, k);
