@@ -210,6 +210,11 @@ function tableDataSize(j: JournalView, k: KernelView): number {
   return Math.max(j.pool.dataSize, pending, k.metadataGeometry?.dataSize ?? 0);
 }
 
+/** The pool's table re-created after a reboot, at tableDataSize (never below what an adoptDataSize repair adopts). */
+function createPoolStep(j: JournalView, k: KernelView): Step {
+  return { kind: 'createPool', name: j.poolName, pool: { ...j.pool, dataSize: tableDataSize(j, k) }, guard: 'device-absent' };
+}
+
 /**
  * What the transaction ids and thin ids cannot show: whether the pool the kernel has (or would be built) is
  * on the journal's own devices, whether its geometry is the journal's, and whether every dm device under the
@@ -283,7 +288,7 @@ function withFindings(j: JournalView, k: KernelView, plan: RecoveryPlan, f: Find
   // After a reboot every repair needs the pool's table first — but only over metadata that could be read:
   // building a table over unreadable metadata would format it.
   const create: Step[] = !k.poolActive && k.metadataGeometry
-    ? [{ kind: 'createPool', name: j.poolName, pool: { ...j.pool, dataSize: Math.max(tableDataSize(j, k), ...f.repair.map((s) => (s.kind === 'adoptDataSize' ? s.dataSize : 0))) }, guard: 'device-absent' }]
+    ? [createPoolStep(j, k)]
     : [];
   const repair = f.refusals.length ? [] : [...create, ...f.repair, ...(base?.repair ?? [])];
   return { verdict: 'drift', reason, steps: [], drift: { ...drift, message: reason, findings: [...f.lines], refusals: [...f.refusals] }, repair };
@@ -301,7 +306,7 @@ export function planRecovery(j: JournalView, k: KernelView): RecoveryPlan {
   if (plan.verdict === 'drift' || f.lines.length || f.refusals.length) return withFindings(j, k, plan, f);
   if (!k.poolActive) {
     // After a reboot: the pool's table first, then everything else (its metadata says where it was).
-    const create: Step = { kind: 'createPool', name: j.poolName, pool: { ...j.pool, dataSize: tableDataSize(j, k) }, guard: 'device-absent' };
+    const create = createPoolStep(j, k);
     return { ...plan, verdict: plan.verdict === 'in-sync' ? 'complete' : plan.verdict, reason: `the pool is not active (reboot?); re-creating it. ${plan.reason}`, steps: [create, ...plan.steps] };
   }
   if (k.suspended.length === 0) return plan;
