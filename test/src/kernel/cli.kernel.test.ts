@@ -10,8 +10,8 @@ import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
 import { KernelBackend } from '../../../packages/dm/dist/src/index.js';
-import { main, EXIT, type Io } from '../../../packages/cli/dist/src/index.js';
-import { kernelUnavailable } from './kernel-harness.js';
+import { EXIT } from '../../../packages/cli/dist/src/index.js';
+import { cliOn, kernelUnavailable } from './kernel-harness.js';
 
 const BIN = fileURLToPath(new URL('../../../packages/cli/bin/thinjournal.js', import.meta.url));
 
@@ -42,17 +42,7 @@ if (why) {
     const backend = new KernelBackend();
     const top = mkdtempSync(path.join(os.tmpdir(), 'tjc-'));
     const home = path.join(top, 'home');
-    const run = async (...args: string[]) => {
-      let out = '', err = '';
-      const io: Io = { stdout: { write: (s: string) => (out += s), isTTY: false }, stderr: { write: (s: string) => (err += s), isTTY: false }, env: {}, backend };
-      const code = await main([...args, '--home', home], io);
-      return { code, out, err };
-    };
-    const ok = async (...args: string[]) => {
-      const r = await run(...args, '--json');
-      assert.is(r.code, EXIT.OK, `${args.join(' ')}: ${r.err}`);
-      return JSON.parse(r.out);
-    };
+    const { run, ok } = cliOn(backend, home);
     try {
       const init = await ok('init', ...SMALL);
       assert.ok(String(init.poolName).endsWith('-pool'));

@@ -8,36 +8,12 @@ import os from 'node:os';
 import { devicePrefixFor } from '../../../packages/driver/dist/src/index.js';
 import { KernelBackend, blockDeviceKernelName, xfsNospaceMaxRetriesFile } from '../../../packages/dm/dist/src/index.js';
 import { defineDriverSuite, type DriverHarness } from '../driver/cases.js';
-import { kernelUnavailable, removeKernelLeftovers } from './kernel-harness.js';
+import { kernelUnavailable, prepareXfs, removeKernelLeftovers } from './kernel-harness.js';
 
 const OPTIONS = ['dm.loopdatasize=256M', 'dm.loopmetadatasize=16M', 'dm.basesize=64M', 'dm.fs=ext4'];
 let backend: KernelBackend | null = null;
 let noXfs: string | null = null;
 
-/**
- * The xfs module is listed in /proc/filesystems only once loaded. In the dmvm guest `modprobe` finds no
- * modules, but the kernel autoloads xfs at the first xfs mount: mount one scratch XFS once, as a machine that
- * has used XFS before would have it loaded. Returns why XFS cannot be tested, or null.
- */
-async function prepareXfs(b: KernelBackend): Promise<string | null> {
-  const listed = () => /\txfs$/m.test(readFileSync('/proc/filesystems', 'utf8'));
-  if (listed()) return null;
-  if (!['/usr/sbin', '/sbin'].some((d) => existsSync(`${d}/mkfs.xfs`))) return 'no mkfs.xfs (xfsprogs) on this machine';
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'tjx-'));
-  const img = path.join(dir, 'xfs.img');
-  await truncate(img, 320 * 2 ** 20).catch(async () => { await writeFile(img, ''); await truncate(img, 320 * 2 ** 20); });
-  const loop = await b.attachLoop(img);
-  try {
-    await b.mkfs(loop, 'xfs');
-    await mkdir(path.join(dir, 'm'));
-    await b.mount(loop, path.join(dir, 'm'), { fsType: 'xfs' }).catch(() => {});
-    await b.umount(path.join(dir, 'm')).catch(() => {});
-  } finally {
-    await b.detachLoop(loop).catch(() => {});
-    await rm(dir, { recursive: true, force: true });
-  }
-  return listed() ? null : 'the kernel has no xfs (not listed in /proc/filesystems after an xfs mount)';
-}
 
 function harness(): DriverHarness {
   const b = (backend ??= new KernelBackend());

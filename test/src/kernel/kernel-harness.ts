@@ -7,6 +7,9 @@ import { mkdtemp, open, readFile, readdir, rm, mkdir, truncate, writeFile, copyF
 import os from 'node:os';
 import path from 'node:path';
 import { KernelBackend, errnoOf, parseMountInfo, probeDeviceMapper } from '../../../packages/dm/dist/src/index.js';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import * as assert from 'uvu/assert';
+import { main, EXIT, type Io } from '../../../packages/cli/dist/src/index.js';
 import type { Harness } from '../conformance/harness.js';
 
 let shared: KernelBackend | null = null;
@@ -99,4 +102,48 @@ export async function kernelUnavailable(): Promise<string | null> {
   if (process.getuid?.() !== 0) return 'not root';
   const probe = probeDeviceMapper();
   return probe.available ? null : probe.reason;
+}
+
+/**
+ * The xfs module is listed in /proc/filesystems only once loaded. In the dmvm guest `modprobe` finds no
+ * modules, but the kernel autoloads xfs at the first xfs mount: mount one scratch XFS once, as a machine that
+ * has used XFS before would have it loaded. Returns why XFS cannot be tested, or null.
+ */
+export async function prepareXfs(b: KernelBackend): Promise<string | null> {
+  const listed = () => /\txfs$/m.test(readFileSync('/proc/filesystems', 'utf8'));
+  if (listed()) return null;
+  if (!['/usr/sbin', '/sbin'].some((d) => existsSync(`${d}/mkfs.xfs`))) return 'no mkfs.xfs (xfsprogs) on this machine';
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'tjx-'));
+  const img = path.join(dir, 'xfs.img');
+  await truncate(img, 320 * 2 ** 20).catch(async () => { await writeFile(img, ''); await truncate(img, 320 * 2 ** 20); });
+  const loop = await b.attachLoop(img);
+  try {
+    await b.mkfs(loop, 'xfs');
+    await mkdir(path.join(dir, 'm'));
+    await b.mount(loop, path.join(dir, 'm'), { fsType: 'xfs' }).catch(() => {});
+    await b.umount(path.join(dir, 'm')).catch(() => {});
+  } finally {
+    await b.detachLoop(loop).catch(() => {});
+    await rm(dir, { recursive: true, force: true });
+  }
+  return listed() ? null : 'the kernel has no xfs (not listed in /proc/filesystems after an xfs mount)';
+}
+
+/**
+ * The CLI in this process on `backend`, for `home`: `run` gives the exit code and the output, `ok` runs with
+ * --json, asserts exit 0 and parses the last line.
+ */
+export function cliOn(backend: KernelBackend, home: string) {
+  const run = async (...args: string[]): Promise<{ code: number; out: string; err: string }> => {
+    let out = '', err = '';
+    const io: Io = { stdout: { write: (s: string) => (out += s), isTTY: false }, stderr: { write: (s: string) => (err += s), isTTY: false }, env: {}, backend };
+    const code = await main([...args, '--home', home], io);
+    return { code, out, err };
+  };
+  const ok = async (...args: string[]): Promise<any> => {
+    const r = await run(...args, '--json');
+    assert.is(r.code, EXIT.OK, `${args.join(' ')}: exit ${r.code}: ${r.err}${r.out}`);
+    return JSON.parse(r.out.trim().split('\n').pop()!);
+  };
+  return { run, ok };
 }

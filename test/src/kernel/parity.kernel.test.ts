@@ -13,47 +13,12 @@ import path from 'node:path';
 import { KernelBackend, fsNeedsGrow, fsGrowTarget, type FsGeometry } from '../../../packages/dm/dist/src/index.js';
 import { main, EXIT, type Io } from '../../../packages/cli/dist/src/index.js';
 import { init } from '../../../packages/driver/dist/src/index.js';
-import { kernelUnavailable } from './kernel-harness.js';
+import { cliOn, kernelUnavailable, prepareXfs } from './kernel-harness.js';
 
 const M = 2 ** 20;
 const DRIVER = fileURLToPath(new URL('../../../packages/driver/dist/src/index.js', import.meta.url));
 
-/** The xfs module is listed only once loaded; the guest autoloads it at the first xfs mount (see driver.kernel.test.ts). */
-async function prepareXfs(b: KernelBackend): Promise<string | null> {
-  const listed = () => /\txfs$/m.test(readFileSync('/proc/filesystems', 'utf8'));
-  if (listed()) return null;
-  if (!['/usr/sbin', '/sbin'].some((d) => existsSync(`${d}/mkfs.xfs`))) return 'no mkfs.xfs (xfsprogs) on this machine';
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'tjpx-'));
-  const img = path.join(dir, 'xfs.img');
-  await writeFile(img, '');
-  await truncate(img, 320 * M);
-  const loop = await b.attachLoop(img);
-  try {
-    await b.mkfs(loop, 'xfs');
-    await mkdir(path.join(dir, 'm'));
-    await b.mount(loop, path.join(dir, 'm'), { fsType: 'xfs' }).catch(() => {});
-    await b.umount(path.join(dir, 'm')).catch(() => {});
-  } finally {
-    await b.detachLoop(loop).catch(() => {});
-    await rm(dir, { recursive: true, force: true });
-  }
-  return listed() ? null : 'the kernel has no xfs (not listed in /proc/filesystems after an xfs mount)';
-}
 
-function cli(backend: KernelBackend, home: string) {
-  const run = async (...args: string[]) => {
-    let out = '', err = '';
-    const io: Io = { stdout: { write: (s: string) => (out += s), isTTY: false }, stderr: { write: (s: string) => (err += s), isTTY: false }, env: {}, backend };
-    const code = await main([...args, '--home', home], io);
-    return { code, out, err };
-  };
-  const ok = async (...args: string[]) => {
-    const r = await run(...args, '--json');
-    assert.is(r.code, EXIT.OK, `${args.join(' ')}: ${r.err}`);
-    return JSON.parse(r.out.trim().split('\n').pop()!);
-  };
-  return { run, ok };
-}
 
 /** A real process that opens the driver and SIGKILLs itself at one protocol point of one command. */
 function killedAt(home: string, options: string[], point: string, when: string, action: string): Promise<NodeJS.Signals | null> {
@@ -82,7 +47,7 @@ function dfBytes(mp: string): number {
 }
 
 async function cleanupHome(b: KernelBackend, home: string): Promise<void> {
-  const r = await cli(b, home).run('shutdown');
+  const r = await cliOn(b, home).run('shutdown');
   if (r.code !== EXIT.OK) console.log(`shutdown ${home}: ${r.err}`);
 }
 
@@ -101,7 +66,7 @@ if (why) {
       const top = mkdtempSync(path.join(os.tmpdir(), 'tjpk-'));
       const home = path.join(top, 'home');
       const opts = [`dm.loopdatasize=2G`, 'dm.loopmetadatasize=16M', `dm.basesize=${base / M}M`, `dm.fs=${fs}`];
-      const { run, ok } = cli(backend, home);
+      const { run, ok } = cliOn(backend, home);
       const big = 2 * base;
       try {
         await ok('init', ...opts.flatMap((o) => ['--opt', o]));
@@ -211,7 +176,7 @@ if (why) {
     test(`umount of a device whose mount leaked into another namespace (unshare -m), deferred removal ${deferred ? 'on: deferred, exit 0' : 'off: ERR_DEVICE_BUSY'}`, async () => {
       const top = mkdtempSync(path.join(os.tmpdir(), 'tjpu-'));
       const home = path.join(top, 'home');
-      const { run, ok } = cli(backend, home);
+      const { run, ok } = cliOn(backend, home);
       let ns: ChildProcess | null = null;
       try {
         await ok('init', '--opt', 'dm.loopdatasize=256M', '--opt', 'dm.loopmetadatasize=16M', '--opt', 'dm.basesize=64M', '--opt', 'dm.fs=ext4', '--opt', `dm.use_deferred_removal=${deferred}`);

@@ -8,8 +8,8 @@ import { closeSync, fsyncSync, mkdtempSync, openSync, readFileSync, rmSync, trun
 import os from 'node:os';
 import path from 'node:path';
 import { KernelBackend, parseMountInfo, thinPoolTable } from '../../../packages/dm/dist/src/index.js';
-import { main, EXIT, type Io } from '../../../packages/cli/dist/src/index.js';
-import { kernelUnavailable, removeKernelLeftovers } from './kernel-harness.js';
+import { EXIT } from '../../../packages/cli/dist/src/index.js';
+import { cliOn, kernelUnavailable, removeKernelLeftovers } from './kernel-harness.js';
 
 const MiB = 2 ** 20;
 const SMALL = ['--opt', 'dm.loopdatasize=256M', '--opt', 'dm.loopmetadatasize=16M', '--opt', 'dm.basesize=32M', '--opt', 'dm.fs=ext4'];
@@ -25,18 +25,9 @@ if (why) {
   const b = new KernelBackend();
   const top = mkdtempSync(path.join(os.tmpdir(), 'tjr-'));
 
-  /** `thinjournal ARGS --home HOME` in this process on the kernel backend. */
-  const cli = async (home: string, ...args: string[]): Promise<Run> => {
-    let out = '', err = '';
-    const io: Io = { stdout: { write: (s: string) => (out += s), isTTY: false }, stderr: { write: (s: string) => (err += s), isTTY: false }, env: {}, backend: b };
-    const code = await main([...args, '--home', home], io);
-    return { code, out, err };
-  };
-  const json = async (home: string, ...args: string[]): Promise<any> => {
-    const r = await cli(home, ...args, '--json');
-    assert.is(r.code, EXIT.OK, `${args.join(' ')}: exit ${r.code}: ${r.err}${r.out}`);
-    return JSON.parse(r.out.trim().split('\n').pop()!);
-  };
+  /** `thinjournal ARGS --home HOME` in this process on the kernel backend (json: --json, exit 0 asserted). */
+  const cli = (home: string, ...args: string[]): Promise<Run> => cliOn(b, home).run(...args);
+  const json = (home: string, ...args: string[]): Promise<any> => cliOn(b, home).ok(...args);
   const dump = async (home: string): Promise<Rec[]> => (await cli(home, 'dump')).out.trim().split('\n').map((l) => JSON.parse(l) as Rec);
   const files = (home: string) => ({ data: path.join(home, 'devicemapper', 'data'), metadata: path.join(home, 'devicemapper', 'metadata') });
   const poolOf = async (home: string): Promise<string> => (await json(home, 'status')).poolName;
