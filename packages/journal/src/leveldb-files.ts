@@ -21,8 +21,9 @@
 // Torn final write vs corruption
 // A crash in the middle of a write leaves a *prefix* of what was written, followed by nothing, or by zeros
 // where the file grew but the data never reached the disk (whole sectors, so from a 512-byte-aligned offset).
-// Only the newest live log and the MANIFEST are appended to at the moment of a crash, so only there can a
-// damaged region be a torn write (reported in `torn`: unacknowledged data, not damage), and only when nothing
+// Only the last live log written to (the newest one holding a byte other than zero: an open or a log switch
+// starts a new log that may still be empty when the power goes) and the MANIFEST are appended to at the
+// moment of a crash, so only there can a damaged region be a torn write (reported in `torn`: unacknowledged data, not damage), and only when nothing
 // valid follows it and it has one of those shapes:
 //   1. a record header, or a payload, cut short by the end of the file;
 //   2. the bytes from a 512-byte-aligned offset inside the damaged record up to the end of the file are all
@@ -37,7 +38,7 @@
 // such a zero run (a flipped bit is not a torn write, even in the very last record); a payload that runs past
 // the end of the file while the bytes that are there carry the record's valid checksum (the length field
 // itself is damaged); any damage followed by a valid record; any damage at all in an older live log (it was
-// complete before the newer log was started).
+// complete before a newer log holding records was written).
 // Block padding (a block tail of fewer than 7 bytes, which the writer fills with zeros): a non-zero byte there
 // is reported as corruption although LevelDB ignores those bytes and no record is lost, because only an
 // alteration of the file after it was written can put it there (a media error is a media error, wherever it
@@ -64,7 +65,7 @@ import path from 'node:path';
 export type StoreProblemReason =
   | 'current-bad' // CURRENT missing, not "MANIFEST-<digits>\n", or names a missing manifest
   | 'manifest-corrupt' // a MANIFEST record fails its CRC / is malformed (not its torn final record), or a VersionEdit does not parse
-  | 'log-corrupt' // a .log record fails its CRC / bad type / bad length / fragment sequence broken, anywhere but the torn final write of the newest live log
+  | 'log-corrupt' // a .log record fails its CRC / bad type / bad length / fragment sequence broken, anywhere but the torn final write of the last log written to
   | 'table-missing' // a table the manifest lists as live does not exist (neither NNNNNN.ldb nor NNNNNN.sst)
   | 'table-truncated' // its size differs from the size the manifest recorded
   | 'table-corrupt' // bad footer magic, a block handle out of range, a block whose CRC fails, an index/metaindex block that does not parse
@@ -86,7 +87,7 @@ export interface TornWrite {
 
 export interface StoreReport {
   readonly problems: readonly StoreProblem[]; // empty: no damage found
-  readonly torn: readonly TornWrite[]; // torn final writes (newest live log, manifest): not damage, unacknowledged data
+  readonly torn: readonly TornWrite[]; // torn final writes (last log written to, manifest): not damage, unacknowledged data
   readonly manifest: string | null; // e.g. "MANIFEST-000005"
   readonly logs: readonly string[]; // live logs checked, oldest first
   readonly tables: readonly string[]; // live tables
@@ -351,7 +352,7 @@ function physicalItems(d: Uint8Array): Item[] {
 
 /**
  * Reads a log file into logical records and classifies every damaged region as torn or corrupt.
- * `tornAllowed`: the newest live log or the MANIFEST; `older`: in an older live log, why torn is not possible.
+ * `tornAllowed`: the last log written to (and any empty log after it) or the MANIFEST; `older`: in an older live log, why torn is not possible.
  */
 function scanLog(file: string, d: Uint8Array, reason: 'log-corrupt' | 'manifest-corrupt', tornAllowed: boolean, older: string): LogScan {
   const n = d.length;
@@ -816,12 +817,20 @@ export function checkStore(dir: string, opts: { tables?: 'full' | 'footer' } = {
     .map((x) => ({ name: x[0], number: Number(x[1]) }))
     .filter((l) => l.number >= minLog || l.number === prevLogNumber)
     .sort((a, b) => a.number - b.number);
-  const newest = logs[logs.length - 1];
-  for (const log of logs) {
-    const bytes = readWhole(path.join(dir, log.name));
+  const contents = logs.map((log) => ({ log, bytes: readWhole(path.join(dir, log.name)) }));
+  // The log LevelDB last wrote to: the newest live log that holds a byte other than zero. A newer log that
+  // is empty (or only zeros, itself a torn write) was created by an open or a log switch whose own writes
+  // never reached the disk, so the log before it may still end in a torn write.
+  let lastWritten = contents.length - 1;
+  while (lastWritten > 0) {
+    const b = contents[lastWritten]!.bytes;
+    if (!b.ok || b.bytes.some((x) => x !== 0)) break;
+    lastWritten--;
+  }
+  for (const [i, { log, bytes }] of contents.entries()) {
     if (!bytes.ok) { unreadable(log.name, bytes); continue; }
-    const isNewest = log === newest;
-    const scan = scanLog(log.name, bytes.bytes, 'log-corrupt', isNewest, `torn writes are only possible in the newest live log, and this log is older than ${newest!.name}`);
+    const mayBeTorn = i >= lastWritten;
+    const scan = scanLog(log.name, bytes.bytes, 'log-corrupt', mayBeTorn, `torn writes are only possible in the last log written to, and ${contents[lastWritten]!.log.name} after this one holds records`);
     const batchProblems: StoreProblem[] = [];
     for (const rec of scan.records) {
       const why = writeBatchError(rec.payload);

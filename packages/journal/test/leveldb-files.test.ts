@@ -574,6 +574,38 @@ test('hand-made records with valid checksums: unknown type, orphan fragment, unf
   tornOnly(check(d2), logName, n, statSync(path.join(d2, logName)).size - n, 'FIRST at EOF');
 });
 
+test('a torn tail followed only by empty or all-zero newer logs is torn (a power cut after an open made the next log)', async () => {
+  // An open replays the log into a table, starts an empty log and a new manifest; a power cut before CURRENT
+  // names that manifest leaves the old manifest, the torn log and the empty newer log.
+  const num = Number(logName.slice(0, 6));
+  const { recs } = walkLog(readFileSync(path.join(LOG_DB, logName)));
+  const last = recs[recs.length - 1]!;
+  for (const [what, newerBytes] of [['empty', new Uint8Array(0)], ['4 KiB of zeros', new Uint8Array(4096)]] as const) {
+    const dir = copy(LOG_DB);
+    const newer = `${String(num + 3).padStart(6, '0')}.log`;
+    const newest = `${String(num + 5).padStart(6, '0')}.log`;
+    writeFileSync(path.join(dir, newer), newerBytes);
+    writeFileSync(path.join(dir, newest), new Uint8Array(0));
+    truncateSync(path.join(dir, logName), last.off + 100);
+    const r = check(dir);
+    assert.equal(r.problems, [], `${what}: ${JSON.stringify(r.problems, null, 1)}`);
+    const torn = r.torn.map((t) => [t.file, t.offset, t.bytes]);
+    const expect: Array<[string, number, number]> = [[logName, last.off, 100]];
+    if (newerBytes.length > 0) expect.push([newer, 0, newerBytes.length]);
+    assert.equal(torn, expect, `${what}: the old log's cut is torn`);
+    const got = await readAll(dir);
+    assert.is(got.size, written.size - 1, `${what}: LevelDB drops only the torn record`);
+  }
+  // A newer log with a record in it: the old log was finished before it, so its cut is corruption.
+  const dir = copy(LOG_DB);
+  const newer = `${String(num + 3).padStart(6, '0')}.log`;
+  writeFileSync(path.join(dir, newer), new Uint8Array(0));
+  cpSync(path.join(dir, logName), path.join(dir, `${String(num + 5).padStart(6, '0')}.log`));
+  truncateSync(path.join(dir, logName), last.off + 100);
+  const r = check(dir);
+  assert.equal(r.problems.map((p) => [p.file, p.reason, p.offset]), [[logName, 'log-corrupt', last.off]]);
+});
+
 test('an older live log: any damage is corruption, even a cut-short tail; obsolete logs are ignored', async () => {
   const dir = copy(LOG_DB);
   const num = Number(logName.slice(0, 6));
@@ -589,7 +621,7 @@ test('an older live log: any damage is corruption, even a cut-short tail; obsole
   truncateSync(path.join(dir, newer), last.off + 100);
   r = check(dir);
   assert.equal(r.problems.map((p) => [p.file, p.reason, p.offset]), [[logName, 'log-corrupt', last.off]]);
-  assert.match(r.problems[0]!.message, new RegExp(`cut short by the end of the file .*only possible in the newest live log, and this log is older than ${newer}`));
+  assert.match(r.problems[0]!.message, new RegExp(`cut short by the end of the file .*only possible in the last log written to, and ${newer} after this one holds records`));
   assert.equal(r.torn.map((t) => [t.file, t.offset, t.bytes]), [[newer, last.off, 100]], 'the same cut in the newest log is torn');
   const d2 = copy(LOG_DB);
   cpSync(path.join(d2, logName), path.join(d2, newer));
