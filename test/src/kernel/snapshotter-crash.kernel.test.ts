@@ -22,7 +22,7 @@
  * the anchor image's), the devices are the journal's, the daemon stops on SIGTERM with exit 0 and
  * `thinjournal verify --kernel` passes.
  *
- * Its guest time is bounded by THINJOURNAL_SNAPSHOTTER_CRASH_LIMIT_S (default 900 s): past it the test stops
+ * Its guest time is bounded by THINJOURNAL_SNAPSHOTTER_CRASH_LIMIT_S (default 1200 s): past it the test stops
  * and fails, saying where it was, rather than running into the runner's limit for the whole guest.
  */
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -44,7 +44,7 @@ const run = promisify(execFile);
 const here = path.dirname(fileURLToPath(import.meta.url));
 const projectRoot = path.resolve(here, '..', '..', '..');
 const KILLS = Number(process.env.THINJOURNAL_SNAPSHOTTER_KILLS ?? 10);
-const LIMIT_MS = Number(process.env.THINJOURNAL_SNAPSHOTTER_CRASH_LIMIT_S ?? 900) * 1000;
+const LIMIT_MS = Number(process.env.THINJOURNAL_SNAPSHOTTER_CRASH_LIMIT_S ?? 1200) * 1000;
 const NS = 'tjcrash';
 const SN = 'thinjournal';
 const OPTS = (process.env.THINJOURNAL_CRASH_OPTS ?? 'dm.loopdatasize=1G,dm.loopmetadatasize=64M,dm.basesize=64M,dm.fs=ext4,dm.min_free_space=0%').split(',').filter(Boolean);
@@ -389,6 +389,7 @@ if (why) {
         const probe = `probe-${i}`;
         await snap('prepare', probe, baseLayer);
         await snap('rm', probe);
+        console.log(`  ${label}: restart ${stats.restartMs[stats.restartMs.length - 1]} ms, containerd re-dialled in ${stats.redial[stats.redial.length - 1]!.ms} ms (${stats.redial[stats.redial.length - 1]!.tries} tries); checks passed at ${((Date.now() - t0) / 1000).toFixed(0)} s`);
       }
 
       // Everything removed and collected: only the anchor's layer is left, in containerd and in the daemon.
