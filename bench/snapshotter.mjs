@@ -23,7 +23,7 @@
 // that guest's software emulation absolute times mean little, compare ratios. With no thinjournal daemon on
 // this branch (packages/snapshotter/bin/spawn-for-suite.sh and `thinjournal snapshotter`), it prints
 // devmapper's figures alone and says thinjournal was not measured.
-//   node bench/snapshotter.mjs [--n=20] [--chain=20] [--concurrent=64] [--crash=3] [--seed=S]
+//   node bench/snapshotter.mjs [--n=20] [--chain=20] [--concurrent=64] [--crash=3] [--seed=S] [--throughput=0]
 import { spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
@@ -121,28 +121,31 @@ async function bench(args) {
     const ctrFixed = (performance.now() - t) / 5;
     console.log(`snapshotter bench: containerd ${(await ctd.ctr(['version'])).match(/Version:\s+(\S+)/g)?.pop()?.split(/\s+/)[1] ?? '?'}, N=${n} cycles, ${chain}-layer chain, ${conc} concurrent prepares${process.env.DMVM_GUEST ? ', dmvm guest (emulated: compare ratios only)' : ''}`);
     console.log(`ctr version round trip (process start + one gRPC call, in every figure below): ${secs(ctrFixed)}`);
-    const results = {};
-    results.devmapper = await phases(ctd, 'devmapper', { n, chain, conc });
-    if (svc.ok) results.thinjournal = await phases(ctd, 'thinjournal', { n, chain, conc });
-    const rows = [
-      ['prepare+commit+rm cycles per second', (r) => 1000 / r.cycle, (x) => `${x.toFixed(2)}/s`, true],
-      [`${chain}-layer chain (prepare+commit each)`, (r) => r.chain, secs, false],
-      [`${chain}-layer chain removal`, (r) => r.chainRm, secs, false],
-      [`${conc} concurrent prepares`, (r) => r.concurrent, secs, false],
-      [`${conc} concurrent removes`, (r) => r.concurrentRm, secs, false],
-    ];
-    const w = Math.max(...rows.map((r) => r[0].length));
-    console.log(`\n${'phase'.padEnd(w)}  ${'devmapper'.padStart(12)}  ${'thinjournal'.padStart(12)}  thinjournal vs devmapper`);
-    for (const [label, get, fmt, higherBetter] of rows) {
-      const d = get(results.devmapper);
-      const j = results.thinjournal ? get(results.thinjournal) : null;
-      const ratio = j === null ? 'not measured' : `${(higherBetter ? j / d : d / j).toFixed(2)}x ${higherBetter ? 'throughput' : 'speed'}`;
-      console.log(`${label.padEnd(w)}  ${fmt(d).padStart(12)}  ${(j === null ? '-' : fmt(j)).padStart(12)}  ${ratio}`);
-    }
-    if (!svc.ok) console.log(`\nthinjournal was not measured: ${svc.why}`);
-    else {
-      const ok = 1000 / results.thinjournal.cycle >= 1000 / results.devmapper.cycle;
-      console.log(`\ntarget: at least devmapper's cycle throughput — ${ok ? 'met' : 'NOT met'}`);
+    // --throughput=0: the crash comparison alone.
+    if (arg(args, 'throughput', 1) !== 0) {
+      const results = {};
+      results.devmapper = await phases(ctd, 'devmapper', { n, chain, conc });
+      if (svc.ok) results.thinjournal = await phases(ctd, 'thinjournal', { n, chain, conc });
+      const rows = [
+        ['prepare+commit+rm cycles per second', (r) => 1000 / r.cycle, (x) => `${x.toFixed(2)}/s`, true],
+        [`${chain}-layer chain (prepare+commit each)`, (r) => r.chain, secs, false],
+        [`${chain}-layer chain removal`, (r) => r.chainRm, secs, false],
+        [`${conc} concurrent prepares`, (r) => r.concurrent, secs, false],
+        [`${conc} concurrent removes`, (r) => r.concurrentRm, secs, false],
+      ];
+      const w = Math.max(...rows.map((r) => r[0].length));
+      console.log(`\n${'phase'.padEnd(w)}  ${'devmapper'.padStart(12)}  ${'thinjournal'.padStart(12)}  thinjournal vs devmapper`);
+      for (const [label, get, fmt, higherBetter] of rows) {
+        const d = get(results.devmapper);
+        const j = results.thinjournal ? get(results.thinjournal) : null;
+        const ratio = j === null ? 'not measured' : `${(higherBetter ? j / d : d / j).toFixed(2)}x ${higherBetter ? 'throughput' : 'speed'}`;
+        console.log(`${label.padEnd(w)}  ${fmt(d).padStart(12)}  ${(j === null ? '-' : fmt(j)).padStart(12)}  ${ratio}`);
+      }
+      if (!svc.ok) console.log(`\nthinjournal was not measured: ${svc.why}`);
+      else {
+        const ok = 1000 / results.thinjournal.cycle >= 1000 / results.devmapper.cycle;
+        console.log(`\ntarget: at least devmapper's cycle throughput — ${ok ? 'met' : 'NOT met'}`);
+      }
     }
     const perStep = arg(args, 'crash', 3);
     if (perStep > 0 && svc.ok) await crashComparison(kit, dir, { perStep, seed: arg(args, 'seed', Date.now() % 2 ** 31) });
@@ -279,6 +282,7 @@ async function killPoints(kit, t, { points, baseTar, anchor, mnt }) {
   for (const [i, { phase, fraction }] of points.entries()) {
     await step(phase, `${i}`, Math.floor(fraction * dur[phase]));
     kills++;
+    console.log(`  ${t.sn}: kill ${i} in ${phase} at ${Math.floor(fraction * dur[phase])} ms of ${Math.round(dur[phase])} ms; restarted`);
     // Every snapshot containerd lists (but the base) must mount and go away.
     let rows = snapshotRows(await snap('ls')).filter((x) => x.key !== base);
     rows = [...rows.filter((x) => x.kind !== 'Committed'), ...rows.filter((x) => x.kind === 'Committed')];
