@@ -102,13 +102,14 @@ async function bench(args) {
   await kit.ensureCgroup2();
   const dir = kit.tmpDir('tjbench-snap-');
   const svc = kit.thinjournalService();
+  const throughput = arg(args, 'throughput', 1) !== 0;
   const pool = await kit.makeThinPool(path.join(dir, 'pool'), `tjbench${process.pid}-pool`, { dataBytes: 4 * 2 ** 30 });
   let daemon = null;
   let ctd = null;
   const home = path.join(dir, 'tjhome');
   try {
     const proxy = {};
-    if (svc.ok) {
+    if (svc.ok && throughput) {
       const sock = path.join(dir, 'tj.sock');
       const opts = (process.env.THINJOURNAL_BENCH_OPTS ?? 'dm.loopdatasize=4G,dm.loopmetadatasize=128M,dm.basesize=64M,dm.fs=ext4').split(',').filter(Boolean).flatMap((o) => ['--opt', o]);
       daemon = spawn(process.execPath, [kit.CLI, 'snapshotter', '--home', home, '--socket', sock, ...opts], { stdio: ['ignore', 'inherit', 'inherit'] });
@@ -122,7 +123,7 @@ async function bench(args) {
     console.log(`snapshotter bench: containerd ${(await ctd.ctr(['version'])).match(/Version:\s+(\S+)/g)?.pop()?.split(/\s+/)[1] ?? '?'}, N=${n} cycles, ${chain}-layer chain, ${conc} concurrent prepares${process.env.DMVM_GUEST ? ', dmvm guest (emulated: compare ratios only)' : ''}`);
     console.log(`ctr version round trip (process start + one gRPC call, in every figure below): ${secs(ctrFixed)}`);
     // --throughput=0: the crash comparison alone.
-    if (arg(args, 'throughput', 1) !== 0) {
+    if (throughput) {
       const results = {};
       results.devmapper = await phases(ctd, 'devmapper', { n, chain, conc });
       if (svc.ok) results.thinjournal = await phases(ctd, 'thinjournal', { n, chain, conc });
