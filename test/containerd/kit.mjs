@@ -300,3 +300,35 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 export function tmpDir(prefix) {
   return mkdtempSync(path.join(os.tmpdir(), prefix));
 }
+
+const DMDEV_SRC = path.join(ROOT, 'test', 'containerd', 'devmapper-devices', 'main.go');
+
+/**
+ * The devmapper-devices tool (test/containerd/devmapper-devices/main.go: containerd's own devmapper pool
+ * metadata code, listing its devices and their states), built on the host into the cache next to the suite
+ * binary, keyed by the Go file and the packaged sources' version. Returns its path, or null with why not.
+ */
+export function devmapperDevicesTool({ build = false } = {}) {
+  const h = createHash('sha256');
+  h.update(readFileSync(DMDEV_SRC));
+  h.update(dpkgVersion(DEV_PKG) ?? 'no-dev-package');
+  const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
+  const bin = path.join(base, 'thinjournal', 'devmapper-devices', h.digest('hex').slice(0, 16), 'devmapper-devices');
+  if (existsSync(bin)) return { bin, why: null };
+  if (!build) return { bin: null, why: `${bin} is not built: run \`node test/containerd/prepare.mjs\` on the host` };
+  if (!existsSync(path.join(GOSRC, 'snapshots', 'devmapper'))) return { bin: null, why: `no packaged containerd sources (${DEV_PKG})` };
+  const gp = mkdtempSync(path.join(os.tmpdir(), 'tj-gopath-'));
+  try {
+    mkdirSync(path.join(gp, 'src', 'thinjournal.local', 'devmapper-devices'), { recursive: true });
+    writeFileSync(path.join(gp, 'src', 'thinjournal.local', 'devmapper-devices', 'main.go'), readFileSync(DMDEV_SRC));
+    mkdirSync(path.dirname(bin), { recursive: true });
+    const tmp = `${bin}.${process.pid}.tmp`;
+    const env = { ...process.env, GO111MODULE: 'off', GOPATH: `${gp}:/usr/share/gocode`, GOCACHE: process.env.GOCACHE || path.join(os.homedir(), '.cache', 'go-build'), GOFLAGS: '' };
+    const r = spawnSync('go', ['build', '-o', tmp, 'thinjournal.local/devmapper-devices'], { env, encoding: 'utf8' });
+    if (r.status !== 0) return { bin: null, why: `go build devmapper-devices: ${r.stderr || r.error?.message}` };
+    renameSync(tmp, bin);
+    return { bin, why: null };
+  } finally {
+    rmSync(gp, { recursive: true, force: true });
+  }
+}

@@ -8,7 +8,7 @@
 // Prints what it did and how long each step took. Exit 1 when something could not be made.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { buildSuite, suiteCachePath, KIT } from './kit.mjs';
+import { buildSuite, devmapperDevicesTool, suiteCachePath, KIT } from './kit.mjs';
 
 const t0 = Date.now();
 const has = (c) => spawnSync('sh', ['-c', `command -v ${c}`], { stdio: 'ignore' }).status === 0;
@@ -47,5 +47,11 @@ try {
 } catch (err) {
   console.error(`containerd prepare: ${err.message}`);
   process.exit(1);
+}
+{
+  // The benchmark's reader of containerd devmapper's device states (its crash comparison).
+  const t = Date.now();
+  const d = devmapperDevicesTool({ build: true });
+  console.log(d.bin ? `containerd prepare: devmapper-devices tool ${d.bin} (${((Date.now() - t) / 1000).toFixed(0)} s)` : `containerd prepare: devmapper-devices tool not built: ${d.why}`);
 }
 console.log(`containerd prepare: done in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
