@@ -163,10 +163,15 @@ test('openReplay: a log file replayed onto a target file', () => {
     try {
       assert.equal(r.log.entries.filter((e) => e.mark).map((e) => e.mark), ['begin', 'ack-1']);
       r.replayer.replayThrough(4);
+      assert.ok(readFileSync(target).equals(expected(4)));
+      r.replayer.replayThrough(5); // the discard of sector 0, which holds data: zeroed
+      assert.ok(readFileSync(target).equals(expected(5)));
+      assert.is(readFileSync(target)[0], 0);
+      r.replayer.replayThrough(8);
     } finally {
       r.close();
     }
-    assert.ok(readFileSync(target).equals(expected(4)));
+    assert.ok(readFileSync(target).equals(expected(8)));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -108,7 +108,7 @@ export function flagNames(flags: number): string {
 /**
  * Applies a log's entries, in order, to a target: `write(offset, bytes)` on the target. A DISCARD is
  * replayed as zeroes (what the target reads back after a discard is not defined; zeroes make the replay
- * deterministic). `replayThrough(i)` applies every entry up to and including i that is not yet applied;
+ * deterministic; `discard` may do it more cheaply). `replayThrough(i)` applies every entry up to and including i that is not yet applied;
  * the replay only moves forward.
  */
 export class Replayer {
@@ -120,6 +120,7 @@ export class Replayer {
     private readonly write: (offset: number, bytes: Buffer) => void,
     private readonly targetBytes: number,
     private readonly chunk = 1 << 20,
+    private readonly discard: (offset: number, bytes: number) => void = (offset, bytes) => write(offset, Buffer.alloc(bytes)),
   ) {
     this.S = log.super.sectorSize;
   }
@@ -140,7 +141,7 @@ export class Replayer {
     for (let done = 0; done < bytes; done += this.chunk) {
       const n = Math.min(this.chunk, bytes - done);
       if (e.flags & LOG_DISCARD) {
-        this.write(at + done, Buffer.alloc(n));
+        this.discard(at + done, n);
       } else {
         const data = this.read(e.dataOffset + done, n);
         if (data.length !== n) throw new LogFormatError(`entry ${e.index}: the log ends inside its data`);
@@ -173,6 +174,11 @@ export function openReplay(logPath: string, targetPath: string): { log: { super:
   const write = (offset: number, bytes: Buffer) => {
     for (let done = 0; done < bytes.length;) done += writeSync(tfd, bytes, done, bytes.length - done, offset + done);
   };
-  const replayer = new Replayer(log, read, write, fstatSync(tfd).size);
+  const treader = fdReader(tfd);
+  // A sparse target stays sparse: zeroes are written only where it does not read back zeroes already.
+  const discard = (offset: number, bytes: number) => {
+    if (treader(offset, bytes).some((x) => x !== 0)) write(offset, Buffer.alloc(bytes));
+  };
+  const replayer = new Replayer(log, read, write, fstatSync(tfd).size, 1 << 20, discard);
   return { log, replayer, close: () => { closeSync(lfd); closeSync(tfd); } };
 }
