@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { LOG_DISCARD, LOG_FLUSH, LOG_FUA, LOG_MARK, LogFormatError, Replayer, flagNames, isFlushPoint, openReplay, parseSuper, readLog, type ReadAt } from './log-writes.js';
+import { LOG_DISCARD, LOG_FLUSH, LOG_FUA, LOG_MARK, LOG_METADATA, LogFormatError, Replayer, flagNames, isFlushPoint, openReplay, parseSuper, readLog, type ReadAt } from './log-writes.js';
 
 type Spec =
   | { write: number; data: Buffer; flags?: number }
@@ -55,7 +55,7 @@ const fill = (sectors: number, byte: number, S = 512) => Buffer.alloc(sectors * 
 const specs: Spec[] = [
   { mark: 'begin' },
   { write: 0, data: fill(2, 0x11) },
-  { write: 4, data: fill(1, 0x22) },
+  { write: 4, data: fill(1, 0x22), flags: LOG_METADATA },
   { flush: true },
   { write: 1, data: fill(2, 0x33), flags: LOG_FUA },
   { discard: 0, sectors: 1 },
@@ -81,7 +81,7 @@ test('entries: positions, sectors, flags and mark names as laid out', () => {
   assert.equal(entries.map((e) => [e.index, e.sector, e.nrSectors, flagNames(e.flags), e.mark ?? null]), [
     [0, 0, 0, 'MARK', 'begin'],
     [1, 0, 2, 'WRITE', null],
-    [2, 4, 1, 'WRITE', null],
+    [2, 4, 1, 'METADATA', null],
     [3, 0, 0, 'FLUSH', null],
     [4, 1, 2, 'FUA', null],
     [5, 0, 1, 'DISCARD', null],

@@ -5,6 +5,7 @@
  *
  *   offset 0      super block: magic u64, version u64, nr_entries u64, sectorsize u32
  *   offset S      entry 0: sector u64, nr_sectors u64, flags u64, data_len u64, padded to S bytes;
+ *                 flags: FLUSH 1, FUA 2, DISCARD 4, MARK 8, METADATA 16 (a REQ_META write: newer kernels);
  *                 a MARK entry's name (data_len bytes) follows the 32-byte header inside that block;
  *                 a write is followed by its nr_sectors × S bytes of data; a DISCARD carries no data
  *   …             entry 1, …
@@ -21,6 +22,8 @@ export const LOG_FLUSH = 1;
 export const LOG_FUA = 2;
 export const LOG_DISCARD = 4;
 export const LOG_MARK = 8;
+/** A write the filesystem tagged as its metadata (REQ_META): replayed like any write. */
+export const LOG_METADATA = 16;
 /** The bytes "rhswfsj\0" on disk, read as a little-endian u64. */
 export const LOG_MAGIC = 0x6a736677736872n;
 export const LOG_VERSION = 1n;
@@ -78,7 +81,7 @@ export function readLog(read: ReadAt): { super: LogSuper; entries: LogEntry[] } 
     const nrSectors = u64(h, 8, `entry ${index}: nr_sectors`);
     const flags = u64(h, 16, `entry ${index}: flags`);
     const dataLen = u64(h, 24, `entry ${index}: data_len`);
-    if (flags & ~(LOG_FLUSH | LOG_FUA | LOG_DISCARD | LOG_MARK)) throw new LogFormatError(`entry ${index} at byte ${offset}: unknown flags 0x${flags.toString(16)}`);
+    if (flags & ~(LOG_FLUSH | LOG_FUA | LOG_DISCARD | LOG_MARK | LOG_METADATA)) throw new LogFormatError(`entry ${index} at byte ${offset}: unknown flags 0x${flags.toString(16)}`);
     const e: LogEntry = { index, offset, sector, nrSectors, flags, dataOffset: offset + S };
     if (flags & LOG_MARK) {
       if (HEADER_BYTES + dataLen > S) throw new LogFormatError(`entry ${index}: a mark of ${dataLen} bytes does not fit its ${S}-byte block`);
@@ -102,6 +105,7 @@ export function flagNames(flags: number): string {
   if (flags & LOG_FUA) n.push('FUA');
   if (flags & LOG_DISCARD) n.push('DISCARD');
   if (flags & LOG_MARK) n.push('MARK');
+  if (flags & LOG_METADATA) n.push('METADATA');
   return n.join('|') || 'WRITE';
 }
 
