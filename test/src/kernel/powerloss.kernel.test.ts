@@ -225,11 +225,16 @@ if (why) {
         const where = `point ${p} (${flagNames(e.flags)}; ${acked} acked${flying !== null ? `, "${steps[flying]!.name}" in flight` : ''})`;
         const bad: string[] = [];
         const lost: string[] = [];
+        const phases: string[] = [];
+        let tPhase = Date.now();
+        const phase = (what: string) => { const now = Date.now(); phases.push(`${what} ${((now - tPhase) / 1000).toFixed(1)}`); tPhase = now; };
         let torn = false, nothing = false;
         tally.tried++;
         rp.replayer.replayThrough(p);
+        phase('replay');
         await dmsetup('create', names.snap, '--table', `0 ${TOTAL_SECTORS} snapshot ${replayLoop} ${cowLoop} N 8`);
         await slice(dev(names.snap));
+        phase('devices');
         try {
           // the metadata as the power cut left it
           const head = Buffer.alloc(4096);
@@ -238,8 +243,10 @@ if (why) {
           const poolMade = head.some((x) => x !== 0);
           if (poolMade) await run('thin_check', ['-q', dev(names.meta)]).catch((err) => bad.push(`thin_check before recovery: ${errText(err)}`));
           else if (acked >= 1) lost.push('the pool\'s metadata is empty although init was acknowledged');
+          phase('thin_check');
 
           await b.mount(dev(names.home), homeMnt, { fsType: 'ext4' }).catch((err) => bad.push(`the home's ext4 does not mount: ${errText(err)}`));
+          phase('mount');
           const journalThere = existsSync(path.join(home, 'journal'));
           if (!bad.length && !journalThere) {
             if (acked >= 1) lost.push('no journal although init was acknowledged');
@@ -249,7 +256,9 @@ if (why) {
             const v = await cli.run('verify', '--json');
             if (v.code === EXIT.CORRUPT && /torn/i.test(v.out + v.err)) torn = true;
             else if (v.code !== EXIT.OK) bad.push(`verify: exit ${v.code}: ${(v.err + v.out).trim().slice(0, 300)}`);
+            phase('verify');
             const r = await cli.run('recover', '--json', ...(torn ? ['--repair-torn-tail'] : []));
+            phase('recover');
             if (r.code !== EXIT.OK) {
               if (acked >= 1) bad.push(`recover: exit ${r.code}: ${(r.err + r.out).trim().slice(0, 400)}`);
               else nothing = true; // init never answered: a half-made home may refuse; nothing was promised
@@ -257,7 +266,9 @@ if (why) {
               const vk = await cli.run('verify', '--kernel', '--json');
               if (vk.code !== EXIT.OK) bad.push(`verify --kernel after recovery: exit ${vk.code}: ${(vk.err + vk.out).trim().slice(0, 300)}`);
               else if (JSON.parse(vk.out.trim().split('\n').pop()!).kernel?.verdict !== 'in-sync') bad.push(`verify --kernel: ${vk.out.trim().slice(0, 200)}`);
+              phase('verify-kernel');
               const dry = await cli.run('recover', '--dry-run', '--json');
+              phase('dry-run');
               if (dry.code !== EXIT.OK || JSON.parse(dry.out.trim().split('\n').pop()!).plan.steps.length !== 0) bad.push(`a second recovery plans something: exit ${dry.code}: ${dry.out.trim().slice(0, 300)}`);
               const ls = await cli.ok('ls') as { hash: string; deviceId: number; mounts: string[] }[];
               const have = new Set(ls.map((d) => d.hash));
@@ -271,16 +282,20 @@ if (why) {
                 const got = existsSync(f) ? readFileSync(f, 'utf8') : null;
                 if (got !== fileText) lost.push(`a1's fsynced file: ${got === null ? 'missing' : JSON.stringify(got)}`);
               } else if (acked > 5 && !a1?.mounts.length) lost.push('a1 is not mounted after recovery although its mount was acknowledged');
+              phase('ls+file');
               const recs = (await cli.run('dump', '--json')).out.trim().split('\n').map((l) => JSON.parse(l) as { type: string; txId: number });
               const committed = Math.max(0, ...recs.filter((x) => x.type === 'TransactionCommitted').map((x) => x.txId));
               const ids = ls.map((d) => d.deviceId).sort((x, y) => x - y);
               // the pool offline, as the next boot finds it: thin_check, and thin_dump against the journal
+              phase('dump');
               await umountUnder(homeMnt);
               await removeThinjournalDevices();
+              phase('teardown');
               await run('thin_check', ['-q', dev(names.meta)]).catch((err) => bad.push(`thin_check after recovery: ${errText(err)}`));
               const facts = thinDumpFacts((await run('thin_dump', ['--skip-mappings', dev(names.meta)], { maxBuffer: 64 * MiB })).stdout);
               if (facts.transactionId !== committed) bad.push(`thin_dump transaction ${facts.transactionId} ≠ the journal's committed ${committed}`);
               if (facts.ids.join(',') !== ids.join(',')) bad.push(`thin_dump ids [${facts.ids}] ≠ the journal's [${ids}]`);
+              phase('thin_check+dump');
             }
           }
         } catch (err) {
@@ -289,6 +304,7 @@ if (why) {
           await umountUnder(homeMnt).catch((err) => bad.push(`umount: ${errText(err)}`));
           await removeThinjournalDevices().catch((err) => bad.push(`teardown: ${errText(err)}`));
           await removeOurs(names.meta, names.data, names.home, names.snap);
+          phase('cleanup');
         }
         if (lost.length) tally.lost++;
         else if (bad.length) tally.failed++;
@@ -298,7 +314,7 @@ if (why) {
           if (nothing) tally.nothingPromised++;
         }
         const verdict = lost.length ? 'LOST' : bad.length ? 'FAILED' : nothing ? 'nothing promised' : torn ? 'recovered (torn tail repaired)' : 'recovered';
-        console.log(`  ${where}: ${verdict} [${((Date.now() - tp) / 1000).toFixed(1)} s]`);
+        console.log(`  ${where}: ${verdict} [${((Date.now() - tp) / 1000).toFixed(1)} s: ${phases.join(', ')}]`);
         for (const x of [...lost, ...bad]) {
           console.log(`      ${x}`);
           problems.push(`${where}: ${x}`);
