@@ -181,7 +181,8 @@ export function openReplay(logPath: string, targetPath: string): { log: { super:
   const treader = fdReader(tfd);
   // A sparse target stays sparse: zeroes are written only where it does not read back zeroes already.
   const discard = (offset: number, bytes: number) => {
-    if (treader(offset, bytes).some((x) => x !== 0)) write(offset, Buffer.alloc(bytes));
+    const zero = Buffer.alloc(bytes);
+    if (!treader(offset, bytes).equals(zero)) write(offset, zero);
   };
   const replayer = new Replayer(log, read, write, fstatSync(tfd).size, 1 << 20, discard);
   return { log, replayer, close: () => { closeSync(lfd); closeSync(tfd); } };
