@@ -240,6 +240,7 @@ if (why) {
         const phases: string[] = [];
         let tPhase = Date.now();
         const phase = (what: string) => { const now = Date.now(); phases.push(`${what} ${((now - tPhase) / 1000).toFixed(1)}`); tPhase = now; };
+        const notes: string[] = [];
         let torn = false, nothing = false;
         tally.tried++;
         rp.replayer.replayThrough(p);
@@ -270,13 +271,20 @@ if (why) {
           if (!bad.length && journalThere) {
             const v = await cli.run('verify', '--json');
             if (v.code === EXIT.CORRUPT && /torn/i.test(v.out + v.err)) torn = true;
-            else if (v.code !== EXIT.OK) bad.push(`verify: exit ${v.code}: ${(v.err + v.out).trim().slice(0, 300)}`);
+            else if (v.code !== EXIT.OK) {
+              // Before init was answered, LevelDB may be half-made (no CURRENT, an empty manifest): refused,
+              // and nothing was promised. Counted and shown, not a failure.
+              if (acked >= 1) bad.push(`verify: exit ${v.code}: ${(v.err + v.out).trim().slice(0, 300)}`);
+              else { nothing = true; notes.push(`verify refuses the half-made journal: exit ${v.code}: ${(v.err + v.out).trim().slice(0, 200)}`); }
+            }
             phase('verify');
-            const r = await cli.run('recover', '--json', ...(torn ? ['--repair-torn-tail'] : []));
+            const r = nothing ? null : await cli.run('recover', '--json', ...(torn ? ['--repair-torn-tail'] : []));
             phase('recover');
-            if (r.code !== EXIT.OK) {
+            if (r === null) {
+              // nothing to recover: see above
+            } else if (r.code !== EXIT.OK) {
               if (acked >= 1) bad.push(`recover: exit ${r.code}: ${(r.err + r.out).trim().slice(0, 400)}`);
-              else nothing = true; // init never answered: a half-made home may refuse; nothing was promised
+              else { nothing = true; notes.push(`recover refuses the half-made home: exit ${r.code}: ${(r.err + r.out).trim().slice(0, 200)}`); }
             } else {
               const vk = await cli.run('verify', '--kernel', '--json');
               if (vk.code !== EXIT.OK) bad.push(`verify --kernel after recovery: exit ${vk.code}: ${(vk.err + vk.out).trim().slice(0, 300)}`);
@@ -335,6 +343,7 @@ if (why) {
         }
         const verdict = lost.length ? 'LOST' : bad.length ? 'FAILED' : nothing ? 'nothing promised' : torn ? 'recovered (torn tail repaired)' : 'recovered';
         console.log(`  ${where}: ${verdict} [${((Date.now() - tp) / 1000).toFixed(1)} s: ${phases.join(', ')}]`);
+        for (const x of notes) console.log(`      (${x})`);
         for (const x of [...lost, ...bad]) {
           console.log(`      ${x}`);
           problems.push(`${where}: ${x}`);
