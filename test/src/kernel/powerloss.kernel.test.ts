@@ -255,7 +255,16 @@ if (why) {
           const fd = openSync(dev(names.meta), 'r');
           try { readSync(fd, head, 0, 4096, 0); } finally { closeSync(fd); }
           const poolMade = head.some((x) => x !== 0);
-          if (poolMade) await run('thin_check', ['-q', dev(names.meta)]).catch((err) => bad.push(`thin_check before recovery: ${errText(err)}`));
+          if (poolMade) {
+            await run('thin_check', [dev(names.meta)]).catch((err) => {
+              const e = err as { stdout?: string; stderr?: string };
+              bad.push(`thin_check before recovery: ${`${e.stdout ?? ''}${e.stderr ?? ''}`.trim().replace(/\n+/g, ' / ') || errText(err)}`);
+              if (KEEP) {
+                mkdirSync(KEEP, { recursive: true });
+                writeFileSync(path.join(KEEP, `point-${p}.meta`), readFileSync(dev(names.meta)));
+              }
+            });
+          }
           else if (acked >= 1) lost.push('the pool\'s metadata is empty although init was acknowledged');
           phase('thin_check');
 
