@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// `pnpm bench <name…>`: runs bench/<name>.mjs (each exports a default async function). With no name, lists them.
+// `pnpm bench <name…>`: runs bench/<name>.mjs (each exports a default async function; every .mjs here but this one
+// is a benchmark: journal, model, recovery, scale, kernel, snapshotter). With no name, lists them.
 // Benchmarks print ratios against a baseline measured in the same run; they are not tests and never fail CI.
 import { readdirSync } from 'node:fs';
 import path from 'node:path';

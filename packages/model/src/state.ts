@@ -20,13 +20,15 @@
  * An event that cannot apply is ERR_EVENT_CONFLICT, and the state is unchanged.
  *
  * Costs: `evolve` is the pure reference; it shares structure with its input and copies the device map only
- * when the event changes a device (O(devices)). `Projection` applies the same code in place with
- * copy-on-write snapshots, O(1) per event: use it for replay and for the driver's live state.
+ * when the event changes a device (O(devices)). `Projection` applies the same code in place, O(1) per event,
+ * and its `state` is an immutable snapshot taken in O(1) (versioned-map.ts), however many devices there are
+ * and however often it is read between events: use it for replay and for the engine's and driver's live state.
  */
 import { createHash } from 'node:crypto';
 import { ThinjournalError, type JournalEvent, type EventType } from '@thinjournal/spec';
 import { MAX_DEVICE_ID, isValidBlockSize } from './validate.js';
 import { NAMESPACE_EVENTS, namespaceConflict, applyNamespaceEvent, snapshotRow, snapshotFromRow, type SnapshotEntry } from './snapshots.js';
+import { VersionedMap } from './versioned-map.js';
 
 export interface PoolInfo {
   readonly poolName: string;
@@ -176,24 +178,34 @@ function newOverlay(): Overlay {
   return { devices: [], ids: [], childDelta: [], pool: null, base: null, baseSet: false };
 }
 
+/** The device maps once this Work owns them. */
+interface OwnedMaps {
+  readonly devices: VersionedMap<string, Device>;
+  readonly ids: VersionedMap<number, string>;
+  readonly children: VersionedMap<string, number>;
+}
+
 /**
- * The mutable engine behind evolve and Projection. Maps are copy-on-write: a snapshot marks them shared,
- * and the first later write copies them, so every State handed out stays immutable.
+ * The mutable engine behind evolve and Projection. A Work built from a State reads that State's (immutable)
+ * maps until its first write, which copies them once into VersionedMaps it owns (versioned-map.ts); from then
+ * on writes are in place and a snapshot is O(1), so every State handed out stays immutable and neither taking
+ * one nor the writes after it cost O(devices).
  */
 class Work {
   pool: PoolInfo | null = null;
   txId = 0;
   nextDeviceId = 0;
   base: BaseInfo | null = null;
-  devices: Map<string, Device> = new Map();
-  ids: Map<number, string> = new Map();
-  children: Map<string, number> = new Map();
+  devices: ReadonlyMap<string, Device> = new Map();
+  ids: ReadonlyMap<number, string> = new Map();
+  children: ReadonlyMap<string, number> = new Map();
   deferred: Set<string> = new Set();
   pending: WorkPending | null = null;
-  snaps: Map<string, SnapshotEntry> = new Map();
-  private shared = false;
-  /** the namespace map is shared with a handed-out State (copy-on-write, apart from the device maps). */
-  private snapsShared = false;
+  snaps: ReadonlyMap<string, SnapshotEntry> = new Map();
+  /** null until the first write to the device maps (they are then `devices`, `ids`, `children`). */
+  private owned: OwnedMaps | null = null;
+  /** the namespace map once owned (it is then `snaps`). */
+  private snapsOwned: VersionedMap<string, SnapshotEntry> | null = null;
   private deferredSorted: readonly string[] | null = Object.freeze([]) as readonly string[];
   private last: State | null = null;
 
@@ -203,14 +215,12 @@ class Work {
     w.txId = s.txId;
     w.nextDeviceId = s.nextDeviceId;
     w.base = s.base;
-    w.devices = s.devices as Map<string, Device>;
-    w.ids = s.deviceIds as Map<number, string>;
-    w.children = s.childCounts as Map<string, number>;
+    w.devices = s.devices;
+    w.ids = s.deviceIds;
+    w.children = s.childCounts;
     w.deferred = new Set(s.deferredDeletions);
     w.deferredSorted = s.deferredDeletions;
-    w.shared = true;
-    w.snaps = s.snapshots as Map<string, SnapshotEntry>;
-    w.snapsShared = true;
+    w.snaps = s.snapshots;
     w.last = s;
     if (s.pending) {
       const p = s.pending;
@@ -224,19 +234,20 @@ class Work {
     return w;
   }
 
-  private own(): void {
-    if (this.shared) {
-      this.devices = new Map(this.devices);
-      this.ids = new Map(this.ids);
-      this.children = new Map(this.children);
-      this.shared = false;
-    }
+  private own(): OwnedMaps {
     this.last = null;
+    if (this.owned === null) {
+      this.owned = { devices: new VersionedMap(this.devices), ids: new VersionedMap(this.ids), children: new VersionedMap(this.children) };
+      this.devices = this.owned.devices;
+      this.ids = this.owned.ids;
+      this.children = this.owned.children;
+    }
+    return this.owned;
   }
 
   /**
-   * A State over the live maps WITHOUT marking them shared: valid only until the next write. For callers
-   * that read and drop it at once (Projection.decide), so a live projection is not copied per operation.
+   * A State over the live maps, not a snapshot: valid only until the next write. For callers that read and
+   * drop it at once (Projection.peek), saving the snapshot's small allocations.
    */
   view(): State {
     if (this.last) return this.last;
@@ -253,19 +264,18 @@ class Work {
     if (this.last) return this.last;
     if (this.deferredSorted === null) this.deferredSorted = Object.freeze([...this.deferred].sort());
     const p = this.pending;
-    this.shared = true;
-    this.snapsShared = true;
+    const o = this.owned;
     this.last = Object.freeze({
       pool: this.pool,
       txId: this.txId,
       nextDeviceId: this.nextDeviceId,
       base: this.base,
-      devices: this.devices,
-      deviceIds: this.ids,
-      childCounts: this.children,
+      devices: o ? o.devices.snapshot() : this.devices,
+      deviceIds: o ? o.ids.snapshot() : this.ids,
+      childCounts: o ? o.children.snapshot() : this.children,
       deferredDeletions: this.deferredSorted,
       pending: p && Object.freeze({ txId: p.txId, op: p.op, hash: p.hash, events: Object.freeze(p.events.slice()) }),
-      snapshots: this.snaps,
+      snapshots: this.snapsOwned ? this.snapsOwned.snapshot() : this.snaps,
     });
     return this.last;
   }
@@ -304,8 +314,7 @@ class Work {
   // --- writes to the committed state --------------------------------------------------------------
   /** Replaces `before` (undefined: a new device) by `d`. */
   private setDevice(before: Device | undefined, d: Device): void {
-    this.own();
-    this.devices.set(d.hash, d);
+    this.own().devices.set(d.hash, d);
     if ((before?.deletionDeferred ?? false) !== d.deletionDeferred) {
       if (d.deletionDeferred) this.deferred.add(d.hash); else this.deferred.delete(d.hash);
       this.deferredSorted = null;
@@ -400,16 +409,13 @@ class Work {
     this.checkCurrentTx(e);
     const why = namespaceConflict(this.snaps, e, (h) => this.devices.has(h));
     if (why !== null) throw conflict(e, why);
-    this.ownSnaps();
-    applyNamespaceEvent(this.snaps, e, detach);
+    applyNamespaceEvent(this.ownSnaps(), e, detach);
   }
 
-  private ownSnaps(): void {
-    if (this.snapsShared) {
-      this.snaps = new Map(this.snaps);
-      this.snapsShared = false;
-    }
+  private ownSnaps(): VersionedMap<string, SnapshotEntry> {
     this.last = null;
+    if (this.snapsOwned === null) this.snaps = this.snapsOwned = new VersionedMap(this.snaps);
+    return this.snapsOwned;
   }
 
   private checkCurrentTx(e: EventLike): void {
@@ -558,31 +564,30 @@ class Work {
 
   private commit(p: WorkPending): void {
     const ov = p.ov;
-    this.own();
+    const o = this.own();
     for (let i = 0; i < ov.devices.length; i += 2) {
       const h = ov.devices[i] as string;
       const d = ov.devices[i + 1] as Device | null;
       if (d === null) {
-        this.devices.delete(h);
+        o.devices.delete(h);
         if (this.deferred.delete(h)) this.deferredSorted = null;
-      } else this.setDevice(this.devices.get(h), d);
+      } else this.setDevice(o.devices.get(h), d);
     }
     for (let i = 0; i < ov.ids.length; i += 2) {
       const id = ov.ids[i] as number;
       const owner = ov.ids[i + 1] as string | null;
-      if (owner === null) this.ids.delete(id); else this.ids.set(id, owner);
+      if (owner === null) o.ids.delete(id); else o.ids.set(id, owner);
     }
     for (let i = 0; i < ov.childDelta.length; i += 2) {
       const h = ov.childDelta[i] as string;
-      const n = (this.children.get(h) ?? 0) + (ov.childDelta[i + 1] as number);
-      if (n === 0) this.children.delete(h); else this.children.set(h, n);
+      const n = (o.children.get(h) ?? 0) + (ov.childDelta[i + 1] as number);
+      if (n === 0) o.children.delete(h); else o.children.set(h, n);
     }
     if (ov.pool) this.pool = ov.pool;
     if (ov.baseSet) this.base = ov.base;
     for (const e of p.events) {
       if (!NAMESPACE_EVENTS.has(e.type)) continue;
-      this.ownSnaps();
-      applyNamespaceEvent(this.snaps, e, detach);
+      applyNamespaceEvent(this.ownSnaps(), e, detach);
     }
     this.txId = p.txId;
   }
@@ -613,8 +618,8 @@ export function evolve(state: State, event: EventLike): State {
 }
 
 /**
- * The same semantics as evolve, applied in place: O(1) per event. `state` is an immutable snapshot (taken
- * lazily; after a snapshot the next event copies the device maps once). A conflicting event throws
+ * The same semantics as evolve, applied in place: O(1) per event. `state` is an immutable snapshot, O(1) to
+ * take and to keep while later events apply (versioned-map.ts). A conflicting event throws
  * ERR_EVENT_CONFLICT and leaves the projection as it was.
  */
 export class Projection {
@@ -636,8 +641,8 @@ export class Projection {
     return this.w.snapshot();
   }
   /**
-   * Reads the current state through `read` without taking a snapshot: O(1), where `.state` followed by an
-   * event costs one copy of the device maps. `read` must not keep the State it is given (e.g. decide).
+   * Reads the current state through `read` without taking a snapshot (both are O(1); this allocates
+   * nothing). `read` must not keep the State it is given (e.g. decide).
    */
   peek<T>(read: (s: State) => T): T {
     return read(this.w.view());
@@ -673,6 +678,11 @@ function deviceRow(d: Device): unknown {
     d.mounts.map((m) => [m.path, m.options]), d.deletionDeferred];
 }
 
+/** The devices in hash order (hashes are unique keys, so the order is total). */
+function byHash(devices: ReadonlyMap<string, Device>): Device[] {
+  return [...devices.values()].sort((x, y) => (x.hash < y.hash ? -1 : x.hash > y.hash ? 1 : 0));
+}
+
 /**
  * The canonical state hash, lowercase hex SHA-256. It covers every field of the state — pool, txId, the id
  * cursor, base, every device (in hash order; each field in a fixed order), the pending transaction and its
@@ -686,7 +696,14 @@ export function stateHash(s: State): string {
   h.update(JSON.stringify(['pool', poolRow(s.pool)]) + '\n');
   h.update(JSON.stringify(['tx', s.txId, s.nextDeviceId]) + '\n');
   h.update(JSON.stringify(['base', s.base && [s.base.hash, s.base.deviceId, s.base.fs, s.base.uuid]]) + '\n');
-  for (const k of [...s.devices.keys()].sort()) h.update(JSON.stringify(['dev', deviceRow(s.devices.get(k)!)]) + '\n');
+  // Lines are hashed in batches: one update per device costs more than the JSON of its row.
+  let batch = '';
+  let n = 0;
+  for (const d of byHash(s.devices)) {
+    batch += JSON.stringify(['dev', deviceRow(d)]) + '\n';
+    if (++n % 512 === 0) { h.update(batch); batch = ''; }
+  }
+  h.update(batch);
   const p = s.pending;
   h.update(JSON.stringify(['pending', p && [p.txId, p.op, p.hash, p.events.map((e) => [e.type, e.txId, sortedEntries(e.body as Record<string, unknown>)])]]) + '\n');
   // The namespace is hashed only when it has entries: a state without snapshots hashes as it always has, so
@@ -712,7 +729,7 @@ export function toPlain(s: State): PlainState {
   return {
     ...(s.snapshots.size ? { snapshots: [...s.snapshots.keys()].sort().map((k) => snapshotRow(s.snapshots.get(k)!)) } : {}),
     v: 1, pool: s.pool, txId: s.txId, nextDeviceId: s.nextDeviceId, base: s.base,
-    devices: [...s.devices.keys()].sort().map((k) => s.devices.get(k)!),
+    devices: byHash(s.devices),
     pending: s.pending && { txId: s.pending.txId, op: s.pending.op, hash: s.pending.hash, events: s.pending.events.map((e) => ({ type: e.type, txId: e.txId, body: e.body }) as JournalEvent) },
   };
 }

@@ -35,7 +35,12 @@ export interface EngineOptions {
    * abandoning the engine (as a killed process would); nothing in the engine special-cases that.
    */
   readonly onPoint?: (point: ProtocolPoint, command: Command) => void | Promise<void>;
-  /** Store a checkpoint every this many records (0: never). */
+  /**
+   * Store a checkpoint every this many records (0: never) — or, when the state has more live devices than
+   * that, every as many records as it has devices: a checkpoint costs O(devices), so spacing them by at least
+   * that many records keeps its cost O(1) per record amortised, and the tail a reopen replays stays
+   * O(max(this, devices)).
+   */
   readonly checkpointEvery?: number;
 }
 
@@ -424,8 +429,9 @@ export class Engine {
 
   private async maybeCheckpoint(): Promise<void> {
     const every = this.opts.checkpointEvery ?? 0;
-    if (every <= 0 || this.sinceCheckpoint < every || this.state.pending) return;
+    if (every <= 0 || this.sinceCheckpoint < every) return;
     const s = this.state;
+    if (s.pending || this.sinceCheckpoint < s.devices.size) return;
     const head = this.journal.head().seq;
     await this.journal.putCheckpoint(head, toPlain(s), stateHash(s));
     this.sinceCheckpoint = 0;
