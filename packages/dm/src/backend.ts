@@ -345,8 +345,14 @@ function checkPlan(steps: readonly ExecStep[]): void {
         checkDmName(st.name);
         break;
       case 'deleteThin':
+      case 'createThin':
         checkDmName(st.pool);
         checkThinId(st.deviceId);
+        break;
+      case 'createSnap':
+        checkDmName(st.pool);
+        checkThinId(st.deviceId);
+        checkThinId(st.originId, 'origin thin id');
         break;
       case 'setTransactionId':
         checkDmName(st.pool);

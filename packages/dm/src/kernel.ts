@@ -13,7 +13,7 @@ import { errnoOf, fromNative } from './errors.js';
 import { devNumbers, fsGeometry, fsUuid, growFs, mkfs, mounted, probeFsType, runTool, xfsSetNospaceMaxRetries, type FsGeometry, type FsType, type MkfsOptions } from './fs.js';
 import type { TableLine } from './tables.js';
 import { readThinMetadataFile } from './thin-metadata.js';
-import { planResult, type ExecStep, type PlanProgress, type PlanResult } from './plan.js';
+import { isNativeStep, planResult, runPlanSteps, type ExecStep, type NativeExecStep, type PlanProgress, type PlanResult, type StepOutcome } from './plan.js';
 
 type Native = typeof import('@thinjournal/native');
 
@@ -204,11 +204,29 @@ export class KernelBackend extends BackendBase {
   }
 
   /**
-   * The whole plan in one native call (native/src/plan.cc): one worker thread runs the steps in order,
-   * evaluates each guard itself (DM_DEV_STATUS, the pool status line, the message's errno, mountinfo) and
-   * streams one progress event per step back to this thread.
+   * Each maximal run of the kinds native/src/plan.cc knows in one native call: one worker thread runs the
+   * steps in order, evaluates each guard itself (DM_DEV_STATUS, the pool status line, the message's errno,
+   * mountinfo) and streams one progress event per step back to this thread. The other kinds (createThin,
+   * createSnap: unguarded messages) run with the TypeScript executor, in their place in the order.
    */
   protected override async runPlan(steps: readonly ExecStep[], emit: (p: PlanProgress) => void): Promise<PlanResult> {
+    const outcomes: StepOutcome[] = [];
+    for (let i = 0; i < steps.length;) {
+      const native = isNativeStep(steps[i]!);
+      let j = i;
+      while (j < steps.length && isNativeStep(steps[j]!) === native) j++;
+      const offset = i;
+      const shifted = (p: PlanProgress) => emit({ ...p, index: p.index + offset });
+      const run = steps.slice(i, j);
+      const r = native ? await this.runNative(run.filter(isNativeStep), shifted) : await runPlanSteps(this, run, shifted);
+      outcomes.push(...r.outcomes);
+      if (r.failed) return planResult(outcomes, { ...r.failed, index: r.failed.index + offset });
+      i = j;
+    }
+    return planResult(outcomes, null);
+  }
+
+  private async runNative(steps: readonly NativeExecStep[], emit: (p: PlanProgress) => void): Promise<PlanResult> {
     const native: import('@thinjournal/native').PlanStep[] = steps.map((st) => {
       switch (st.kind) {
         case 'createDevice':

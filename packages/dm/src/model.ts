@@ -51,7 +51,7 @@ import { formatUuid, type FsGeometry, type FsType, type MkfsOptions } from './fs
 import { ThinjournalError } from '@thinjournal/spec';
 import { MAX_THIN_ID } from './names.js';
 import { formatThinPoolStatus, formatThinStatus } from './status.js';
-import { MAX_DATA_BLOCK_SECTORS, MIN_DATA_BLOCK_SECTORS, type TableLine } from './tables.js';
+import { MAX_DATA_BLOCK_SECTORS, METADATA_BLOCK_BYTES, MIN_DATA_BLOCK_SECTORS, type TableLine } from './tables.js';
 
 /** A filesystem as the model knows it: its superblock's type, UUID and size (immutable; mkfs and growFs replace it). */
 interface ModelFs {
@@ -440,7 +440,7 @@ export class ModelBackend extends BackendBase {
       meta = { transactionId: 0, dataBlockSectors: bs, dataBlocks: 0, time: 0, heldRoot: null, thins: new Map() };
       if (st) st.meta = meta;
     }
-    const metaBlocks = Math.min(Math.floor(this.sizeOf(metaDev) / 4096), MAX_METADATA_BLOCKS);
+    const metaBlocks = Math.min(Math.floor(this.sizeOf(metaDev) / METADATA_BLOCK_BYTES), MAX_METADATA_BLOCKS);
     return {
       lines: [line],
       target: { kind: 'pool', metaDev, dataDev, meta, blockSectors: bs, lwm, features, metaBlocks },
