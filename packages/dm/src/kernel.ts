@@ -8,7 +8,7 @@ import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { createRequire } from 'node:module';
 import { ThinjournalError } from '@thinjournal/spec';
-import { BackendBase, type DeviceInfo, type DeviceListEntry, type MountOptions, type MountState, type PoolMetadata, type RemoveResult } from './backend.js';
+import { BackendBase, type BackendCapabilities, type DeviceInfo, type DeviceListEntry, type MountOptions, type MountState, type PoolMetadata, type RemoveResult } from './backend.js';
 import { errnoOf, fromNative } from './errors.js';
 import { devNumbers, fsGeometry, fsUuid, growFs, mkfs, mounted, probeFsType, runTool, xfsSetNospaceMaxRetries, type FsGeometry, type FsType, type MkfsOptions } from './fs.js';
 import type { TableLine } from './tables.js';
@@ -81,6 +81,10 @@ export interface KernelBackendOptions {
 
 export class KernelBackend extends BackendBase {
   readonly kind = 'kernel' as const;
+  readonly supports: BackendCapabilities = Object.freeze({ hostPaths: true, hostMounts: true, hostEnvironment: true });
+  hostDirectoryMade(): void {}
+  hostFileMade(): void {}
+  hostFileGrown(): void {}
   readonly nodeDir: string;
   private readonly n: Native;
 

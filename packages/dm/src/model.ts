@@ -44,7 +44,7 @@
  * event numbers stay 0, targets other than thin-pool and thin are refused (EINVAL), no read-only or
  * fail pool modes, no out-of-space.
  */
-import { BackendBase, type DeviceInfo, type DeviceListEntry, type MountOptions, type MountState, type PoolMetadata, type RemoveResult } from './backend.js';
+import { BackendBase, type BackendCapabilities, type DeviceInfo, type DeviceListEntry, type MountOptions, type MountState, type PoolMetadata, type RemoveResult } from './backend.js';
 import { kernelError } from './errors.js';
 import { createHash } from 'node:crypto';
 import { formatUuid, type FsGeometry, type FsType, type MkfsOptions } from './fs.js';
@@ -158,6 +158,7 @@ function parseKstrtoull(tok: string | undefined): number | null {
 
 export class ModelBackend extends BackendBase {
   readonly kind = 'model' as const;
+  readonly supports: BackendCapabilities = Object.freeze({ hostPaths: false, hostMounts: false, hostEnvironment: false });
   /** Things the kernel accepts but that are wrong (see the file comment). */
   readonly hazards: string[] = [];
 
@@ -165,6 +166,8 @@ export class ModelBackend extends BackendBase {
   private files = new Map<string, Storage & { readOnlyFs: boolean }>();
   private disks = new Map<string, BlockDev>();
   private dirs = new Set<string>(['/', '/tmp', '/mnt']);
+  /** Host files taken in by hostFileMade. */
+  private hostFiles = new Set<string>();
 
   // ---- volatile: kernel memory, lost by crash() ----
   private dms = new Map<string, DmDev>();
@@ -217,6 +220,18 @@ export class ModelBackend extends BackendBase {
   }
   mkdir(path: string): void {
     this.dirs.add(path);
+  }
+  hostDirectoryMade(dir: string): void {
+    this.mkdir(dir);
+  }
+  /** A host file joins the model at its size then, once: later calls leave the model's file as it is. */
+  hostFileMade(file: string, size: number): void {
+    if (this.hostFiles.has(file)) return;
+    this.addFile(file, size);
+    this.hostFiles.add(file);
+  }
+  hostFileGrown(file: string, size: number): void {
+    this.growFile(file, size);
   }
   /** Holds a block device open (like a process with the node open); returns the release function. */
   hold(path: string): () => void {

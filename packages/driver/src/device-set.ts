@@ -987,7 +987,7 @@ function defaultBackend(): Backend {
 
 /** What Docker probes before parsing options: xfs support and the dm version for deferred removal. */
 async function probeEnv(b: Backend): Promise<OptionsEnv> {
-  if (b.kind === 'model') return { xfsSupported: true, deferredRemovalSupported: true };
+  if (!b.supports.hostEnvironment) return { xfsSupported: true, deferredRemovalSupported: true };
   const v = await b.version();
   // Docker's check: mkfs.xfs present, and xfs in /proc/filesystems — after `modprobe xfs` if it is not there
   // yet (a module is listed only once loaded).

@@ -9,7 +9,7 @@ export { DeviceSet, type DeviceSetOptions, type DiskUsage, type Status, type Dev
 export { ThinpoolInitError } from './errors.js';
 // What an embedder needs besides the driver: the coded errors and the backends (kernel, or the model for tests).
 export { ThinjournalError, ERROR_CODES, isCode, type ErrorCode } from '@thinjournal/spec';
-export { KernelBackend, ModelBackend, type Backend } from '@thinjournal/dm';
+export { KernelBackend, ModelBackend, type Backend, type BackendCapabilities } from '@thinjournal/dm';
 export { layoutOf, devicePrefixFor, type Layout } from './layout.js';
 export { preparePoolDevices, type PoolDevices, type PoolDevicesOptions } from './pool-devices.js';
 
