@@ -21,7 +21,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { init, statusPairs, type Driver } from '@thinjournal/driver';
-import { KernelBackend, ModelBackend, probeDeviceMapper } from '@thinjournal/dm';
+import { KernelBackend, ModelBackend, probeDeviceMapper, type Backend } from '@thinjournal/dm';
 import { main, type Io } from './main.js';
 
 const OPTIONS = ['dm.loopdatasize=2G', 'dm.loopmetadatasize=64M', 'dm.basesize=256M', 'dm.fs=ext4'];
@@ -32,18 +32,28 @@ function check(ok: boolean, what: string): void {
   if (!ok) process.exitCode = 1;
 }
 
-type Picked =
-  | { readonly kind: 'kernel'; readonly backend: KernelBackend; readonly why: string }
-  | { readonly kind: 'model'; readonly backend: ModelBackend; readonly why: string };
+/**
+ * The backend, why it was picked, and how the demo's kill happens: `simulatedCrash` on a backend whose
+ * kernel state lives in this process (the machine "loses power" in-process), null where a real child
+ * process is SIGKILLed and the kernel keeps its state.
+ */
+interface Picked {
+  readonly backend: Backend;
+  readonly why: string;
+  readonly simulatedCrash: (() => void) | null;
+}
+
+function onModel(why: string): Picked {
+  const backend = new ModelBackend();
+  return { backend, why, simulatedCrash: () => backend.crash() };
+}
 
 /** The kernel where the probe says device-mapper answers and we are root; else the model, and why. */
 function pickBackend(): Picked {
   const probe = probeDeviceMapper();
-  if (!probe.available) return { kind: 'model', backend: new ModelBackend(), why: probe.reason };
-  if (process.getuid?.() !== 0) {
-    return { kind: 'model', backend: new ModelBackend(), why: `not root (${probe.reason}, but the demo's loop devices, mounts and device nodes need root)` };
-  }
-  return { kind: 'kernel', backend: new KernelBackend(), why: probe.reason };
+  if (!probe.available) return onModel(probe.reason);
+  if (process.getuid?.() !== 0) return onModel(`not root (${probe.reason}, but the demo's loop devices, mounts and device nodes need root)`);
+  return { backend: new KernelBackend(), why: probe.reason, simulatedCrash: null };
 }
 
 /** A child process that begins `create c-crash` and is SIGKILLed after the kernel's create_snap. */
@@ -65,9 +75,10 @@ function killedChild(home: string): Promise<NodeJS.Signals | null> {
 
 async function run(): Promise<void> {
   const picked = pickBackend();
-  const { backend, why } = picked;
-  const kernel = picked.kind === 'kernel';
-  out(kernel
+  const { backend, why, simulatedCrash } = picked;
+  // Files written into a mounted layer are real (and so checked) where the backend's mounts are.
+  const realFiles = backend.supports.hostMounts;
+  out(simulatedCrash === null
     ? `thinjournal demo — on this machine's device-mapper (kernel backend, loopback pool in a temporary home): ${why}`
     : `thinjournal demo — MODEL BACKEND: ${why}, so the same scenario runs on an in-memory model of dm-thin (no data is written; run as root on a host with device-mapper for the real thing)`);
   const top = mkdtempSync(path.join(os.tmpdir(), 'thinjournal-demo-'));
@@ -89,7 +100,7 @@ async function run(): Promise<void> {
     const rootfs = await d.get('c-web');
     out(`   get c-web → ${rootfs}`);
     const file = path.join(rootfs, 'hello.txt');
-    if (kernel) {
+    if (realFiles) {
       writeFileSync(file, 'written before the crash\n');
       out(`   wrote ${file}`);
     } else {
@@ -97,7 +108,7 @@ async function run(): Promise<void> {
     }
 
     out('\n4. a process is killed in the middle of `create c-crash` (after create_snap, before the commit point)');
-    if (kernel) {
+    if (simulatedCrash === null) {
       await d.close(); // this process lets go of the journal; c-web stays mounted
       d = null;
       const signal = await killedChild(home);
@@ -112,7 +123,7 @@ async function run(): Promise<void> {
       void crashing.create('c-crash', 'layer-2');
       await new Promise((r) => setTimeout(r, 200));
       await crashing.deviceSet.journalHandle.close(); // the process is gone…
-      picked.backend.crash(); // …and the machine lost its kernel state (pool, devices, mounts, loops)
+      simulatedCrash(); // …and the machine lost its kernel state (pool, devices, mounts, loops)
       out('   model: the operation stopped there and the machine "lost power" (kernel state gone)');
     }
 
@@ -121,11 +132,11 @@ async function run(): Promise<void> {
     const r = d.deviceSet.recovery!;
     out(`   verdict: ${r.plan.verdict} — ${r.plan.reason}`);
     for (const s of r.plan.steps) out(`     ${s.kind}${'name' in s ? ` ${String(s.name)}` : ''}${'deviceId' in s ? ` id ${String(s.deviceId)}` : ''}${'path' in s ? ` ${String(s.path)}` : ''}`);
-    check(r.plan.verdict === 'roll-back' || (!kernel && r.plan.steps.some((s) => s.kind === 'deleteThin' || s.kind === 'createPool')), 'the half-made snapshot was rolled back');
+    check(r.plan.verdict === 'roll-back' || (simulatedCrash !== null && r.plan.steps.some((s) => s.kind === 'deleteThin' || s.kind === 'createPool')), 'the half-made snapshot was rolled back');
     check(!d.exists('c-crash'), 'c-crash does not exist (the caller was never answered)');
     check(['layer-1', 'layer-2', 'layer-3', 'c-web', 'c-db'].every((id) => d!.exists(id)), 'every acknowledged device is there');
     check((await backend.mounted(path.dirname(rootfs))) !== null, 'c-web is mounted');
-    if (kernel) check(readFileSync(file, 'utf8') === 'written before the crash\n', `${file} still reads "written before the crash"`);
+    if (realFiles) check(readFileSync(file, 'utf8') === 'written before the crash\n', `${file} still reads "written before the crash"`);
     check(d.references('c-web') === 1, 'the re-mounted layer holds one reference in the new process');
     await d.put('c-web');
     check((await backend.mounted(path.dirname(rootfs))) === null, 'put unmounted c-web');

@@ -7,7 +7,7 @@ import { Journal } from '@thinjournal/journal';
 import { checkDmName, type State } from '@thinjournal/model';
 import { requireKernelBackend, type Backend } from '@thinjournal/dm';
 import { layoutOf, preparePoolDevices } from '@thinjournal/driver';
-import { Engine, describeStep, loadState, planReplay, applyReplay, type RecoveryPlan, type ReplayStep } from '@thinjournal/reconciler';
+import { Engine, describeStep, loadState, planReplay, applyReplay, type RecoveryPlan } from '@thinjournal/reconciler';
 import { EXIT, UsageError, absoluteHome, journalDir, openForReading, progress, printTable, type Command, type Io } from './common.js';
 
 /** The kernel's backend, once probeDeviceMapper says the device-mapper answers (tests inject a ModelBackend). */
@@ -35,17 +35,6 @@ async function stateOf(io: Io, v: Record<string, unknown>): Promise<State> {
     return s;
   } finally {
     await j.close();
-  }
-}
-
-/** A replay step: the recovery steps' words, and replay's own (with the device each thin id is for). */
-function describeReplayStep(s: ReplayStep): string {
-  switch (s.kind) {
-    case 'createThin': return `create_thin ${s.deviceId} (${JSON.stringify(s.hash)}, tx ${s.txId})`;
-    case 'createSnap': return `create_snap ${s.deviceId} ${s.originId} (${JSON.stringify(s.hash)}, tx ${s.txId})`;
-    case 'deleteThin': return `delete thin id ${s.deviceId} (${JSON.stringify(s.hash)})`;
-    case 'createPool': return describeStep({ ...s, guard: 'device-absent' });
-    case 'setTransactionId': return describeStep({ ...s, guard: 'txid-is-from' });
   }
 }
 
@@ -178,7 +167,7 @@ export const RECOVERY_COMMANDS: Record<string, Command> = {
       if (v['dry-run'] === true) {
         if (v.json === true) io.stdout.write(JSON.stringify({ dryRun: true, steps: plan.steps, lastSeq: plan.lastSeq, transactionId: plan.transactionId, stateHash: plan.stateHash, skippedTransactions: plan.skippedTransactions, note }) + '\n');
         else {
-          plan.steps.forEach((s, i) => io.stdout.write(`  ${String(i + 1).padStart(4)}. ${describeReplayStep(s)}\n`));
+          plan.steps.forEach((s, i) => io.stdout.write(`  ${String(i + 1).padStart(4)}. ${describeStep(s)}\n`));
           io.stdout.write(`up to seq ${plan.lastSeq}, transaction ${plan.transactionId}; state hash ${plan.stateHash}\n${note}\ndry run: nothing was changed\n`);
         }
         return EXIT.OK;

@@ -68,8 +68,30 @@ export interface MountOptions {
   data?: string;
 }
 
+/**
+ * What a backend is, declared by the backend itself (abstract-level's `supports`): callers ask these and
+ * never branch on which backend they have.
+ */
+export interface BackendCapabilities {
+  /** Paths are the host's: files and directories made with node:fs, device nodes and host tools (blkid, symlinks) are the backend's too. False: a namespace of its own, told of host paths through hostDirectoryMade/hostFileMade/hostFileGrown. */
+  readonly hostPaths: boolean;
+  /** Mounted filesystems are real: files written under a mount point are on the device. */
+  readonly hostMounts: boolean;
+  /** Which filesystems and dm features there are is the host's to say (mkfs.xfs, /proc/filesystems, the dm version); false: the backend has every one. */
+  readonly hostEnvironment: boolean;
+}
+
 export interface Backend {
+  /** A label for messages and reports; behaviour is asked of `supports`. */
   readonly kind: 'kernel' | 'model';
+  readonly supports: BackendCapabilities;
+  /**
+   * Host paths made outside the backend (the driver's home, a loopback pool's files). A backend on the
+   * host's paths ignores them; one with its own namespace takes them in (a file once, at its size then).
+   */
+  hostDirectoryMade(dir: string): void;
+  hostFileMade(file: string, size: number): void;
+  hostFileGrown(file: string, size: number): void;
   /** The node path of a dm device: /dev/mapper/<name> (KernelBackend creates it when missing; no udev). */
   devicePath(name: string): string;
 
@@ -174,6 +196,10 @@ export interface Backend {
 
 export abstract class BackendBase implements Backend {
   abstract readonly kind: 'kernel' | 'model';
+  abstract readonly supports: BackendCapabilities;
+  abstract hostDirectoryMade(dir: string): void;
+  abstract hostFileMade(file: string, size: number): void;
+  abstract hostFileGrown(file: string, size: number): void;
   abstract devicePath(name: string): string;
   abstract version(): Promise<{ major: number; minor: number; patch: number }>;
   abstract listDevices(): Promise<DeviceListEntry[]>;
@@ -345,8 +371,14 @@ function checkPlan(steps: readonly ExecStep[]): void {
         checkDmName(st.name);
         break;
       case 'deleteThin':
+      case 'createThin':
         checkDmName(st.pool);
         checkThinId(st.deviceId);
+        break;
+      case 'createSnap':
+        checkDmName(st.pool);
+        checkThinId(st.deviceId);
+        checkThinId(st.originId, 'origin thin id');
         break;
       case 'setTransactionId':
         checkDmName(st.pool);

@@ -10,6 +10,10 @@ import { fromNative } from './errors.js';
 
 export type FsType = 'ext4' | 'xfs';
 
+export function isFsType(v: unknown): v is FsType {
+  return v === 'ext4' || v === 'xfs';
+}
+
 /** ext2/3/4: s_magic 0xEF53 (LE) at byte 1024+56. xfs: "XFSB" at byte 0. */
 export function fsTypeFromSuperblock(head: Buffer): FsType | null {
   if (head.length >= 4 && head.toString('latin1', 0, 4) === 'XFSB') return 'xfs';

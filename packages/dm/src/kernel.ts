@@ -8,12 +8,12 @@ import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { createRequire } from 'node:module';
 import { ThinjournalError } from '@thinjournal/spec';
-import { BackendBase, type DeviceInfo, type DeviceListEntry, type MountOptions, type MountState, type PoolMetadata, type RemoveResult } from './backend.js';
+import { BackendBase, type BackendCapabilities, type DeviceInfo, type DeviceListEntry, type MountOptions, type MountState, type PoolMetadata, type RemoveResult } from './backend.js';
 import { errnoOf, fromNative } from './errors.js';
 import { devNumbers, fsGeometry, fsUuid, growFs, mkfs, mounted, probeFsType, runTool, xfsSetNospaceMaxRetries, type FsGeometry, type FsType, type MkfsOptions } from './fs.js';
 import type { TableLine } from './tables.js';
 import { readThinMetadataFile } from './thin-metadata.js';
-import { planResult, type ExecStep, type PlanProgress, type PlanResult } from './plan.js';
+import { isNativeStep, planResult, runPlanSteps, type ExecStep, type NativeExecStep, type PlanProgress, type PlanResult, type StepOutcome } from './plan.js';
 
 type Native = typeof import('@thinjournal/native');
 
@@ -81,6 +81,10 @@ export interface KernelBackendOptions {
 
 export class KernelBackend extends BackendBase {
   readonly kind = 'kernel' as const;
+  readonly supports: BackendCapabilities = Object.freeze({ hostPaths: true, hostMounts: true, hostEnvironment: true });
+  hostDirectoryMade(): void {}
+  hostFileMade(): void {}
+  hostFileGrown(): void {}
   readonly nodeDir: string;
   private readonly n: Native;
 
@@ -204,11 +208,29 @@ export class KernelBackend extends BackendBase {
   }
 
   /**
-   * The whole plan in one native call (native/src/plan.cc): one worker thread runs the steps in order,
-   * evaluates each guard itself (DM_DEV_STATUS, the pool status line, the message's errno, mountinfo) and
-   * streams one progress event per step back to this thread.
+   * Each maximal run of the kinds native/src/plan.cc knows in one native call: one worker thread runs the
+   * steps in order, evaluates each guard itself (DM_DEV_STATUS, the pool status line, the message's errno,
+   * mountinfo) and streams one progress event per step back to this thread. The other kinds (createThin,
+   * createSnap: unguarded messages) run with the TypeScript executor, in their place in the order.
    */
   protected override async runPlan(steps: readonly ExecStep[], emit: (p: PlanProgress) => void): Promise<PlanResult> {
+    const outcomes: StepOutcome[] = [];
+    for (let i = 0; i < steps.length;) {
+      const native = isNativeStep(steps[i]!);
+      let j = i;
+      while (j < steps.length && isNativeStep(steps[j]!) === native) j++;
+      const offset = i;
+      const shifted = (p: PlanProgress) => emit({ ...p, index: p.index + offset });
+      const run = steps.slice(i, j);
+      const r = native ? await this.runNative(run.filter(isNativeStep), shifted) : await runPlanSteps(this, run, shifted);
+      outcomes.push(...r.outcomes);
+      if (r.failed) return planResult(outcomes, { ...r.failed, index: r.failed.index + offset });
+      i = j;
+    }
+    return planResult(outcomes, null);
+  }
+
+  private async runNative(steps: readonly NativeExecStep[], emit: (p: PlanProgress) => void): Promise<PlanResult> {
     const native: import('@thinjournal/native').PlanStep[] = steps.map((st) => {
       switch (st.kind) {
         case 'createDevice':

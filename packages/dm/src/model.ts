@@ -44,14 +44,14 @@
  * event numbers stay 0, targets other than thin-pool and thin are refused (EINVAL), no read-only or
  * fail pool modes, no out-of-space.
  */
-import { BackendBase, type DeviceInfo, type DeviceListEntry, type MountOptions, type MountState, type PoolMetadata, type RemoveResult } from './backend.js';
+import { BackendBase, type BackendCapabilities, type DeviceInfo, type DeviceListEntry, type MountOptions, type MountState, type PoolMetadata, type RemoveResult } from './backend.js';
 import { kernelError } from './errors.js';
 import { createHash } from 'node:crypto';
 import { formatUuid, type FsGeometry, type FsType, type MkfsOptions } from './fs.js';
 import { ThinjournalError } from '@thinjournal/spec';
 import { MAX_THIN_ID } from './names.js';
 import { formatThinPoolStatus, formatThinStatus } from './status.js';
-import { MAX_DATA_BLOCK_SECTORS, MIN_DATA_BLOCK_SECTORS, type TableLine } from './tables.js';
+import { MAX_DATA_BLOCK_SECTORS, METADATA_BLOCK_BYTES, MIN_DATA_BLOCK_SECTORS, type TableLine } from './tables.js';
 
 /** A filesystem as the model knows it: its superblock's type, UUID and size (immutable; mkfs and growFs replace it). */
 interface ModelFs {
@@ -158,6 +158,7 @@ function parseKstrtoull(tok: string | undefined): number | null {
 
 export class ModelBackend extends BackendBase {
   readonly kind = 'model' as const;
+  readonly supports: BackendCapabilities = Object.freeze({ hostPaths: false, hostMounts: false, hostEnvironment: false });
   /** Things the kernel accepts but that are wrong (see the file comment). */
   readonly hazards: string[] = [];
 
@@ -165,6 +166,8 @@ export class ModelBackend extends BackendBase {
   private files = new Map<string, Storage & { readOnlyFs: boolean }>();
   private disks = new Map<string, BlockDev>();
   private dirs = new Set<string>(['/', '/tmp', '/mnt']);
+  /** Host files taken in by hostFileMade. */
+  private hostFiles = new Set<string>();
 
   // ---- volatile: kernel memory, lost by crash() ----
   private dms = new Map<string, DmDev>();
@@ -217,6 +220,18 @@ export class ModelBackend extends BackendBase {
   }
   mkdir(path: string): void {
     this.dirs.add(path);
+  }
+  hostDirectoryMade(dir: string): void {
+    this.mkdir(dir);
+  }
+  /** A host file joins the model at its size then, once: later calls leave the model's file as it is. */
+  hostFileMade(file: string, size: number): void {
+    if (this.hostFiles.has(file)) return;
+    this.addFile(file, size);
+    this.hostFiles.add(file);
+  }
+  hostFileGrown(file: string, size: number): void {
+    this.growFile(file, size);
   }
   /** Holds a block device open (like a process with the node open); returns the release function. */
   hold(path: string): () => void {
@@ -440,7 +455,7 @@ export class ModelBackend extends BackendBase {
       meta = { transactionId: 0, dataBlockSectors: bs, dataBlocks: 0, time: 0, heldRoot: null, thins: new Map() };
       if (st) st.meta = meta;
     }
-    const metaBlocks = Math.min(Math.floor(this.sizeOf(metaDev) / 4096), MAX_METADATA_BLOCKS);
+    const metaBlocks = Math.min(Math.floor(this.sizeOf(metaDev) / METADATA_BLOCK_BYTES), MAX_METADATA_BLOCKS);
     return {
       lines: [line],
       target: { kind: 'pool', metaDev, dataDev, meta, blockSectors: bs, lwm, features, metaBlocks },

@@ -13,6 +13,13 @@
  * | deleteThin | thin-present | `delete id` fails with ENODATA (the kernel's own lookup) | — (done) |
  * | setTransactionId | txid-is-from | the pool's status line already shows `to` | `set_transaction_id from to` (the kernel refuses EINVAL unless the id is `from`) |
  * | mount | not-mounted | the mount point is in /proc/self/mountinfo | mount(2) |
+ * | createThin | none | never | `create_thin id` |
+ * | createSnap | none | never | `create_snap id origin` (the origin is not active: a pool being built) |
+ *
+ * createThin and createSnap build a pool from nothing (replay, on empty metadata): there is nothing to find
+ * already done, and an id that exists is the kernel's EEXIST, a failure. native/src/plan.cc knows the other
+ * kinds; KernelBackend runs these two with the TypeScript executor below, between native runs (each is one
+ * message ioctl either way).
  *
  * Thin ids are visible only through pool metadata (a metadata snapshot and thin_dump: a process and a
  * reservation), so thin-present is the message's own errno: exact, and atomic with the effect. Execution is
@@ -29,7 +36,14 @@ export type ExecStep =
   | { readonly kind: 'removeDevice'; readonly name: string; readonly guard: 'device-present' }
   | { readonly kind: 'deleteThin'; readonly pool: string; readonly deviceId: number; readonly guard: 'thin-present' }
   | { readonly kind: 'setTransactionId'; readonly pool: string; readonly from: number; readonly to: number; readonly guard: 'txid-is-from' }
-  | { readonly kind: 'mount'; readonly device: string; readonly path: string; readonly fsType: FsType; readonly readOnly?: boolean; readonly data?: string; readonly guard: 'not-mounted' };
+  | { readonly kind: 'mount'; readonly device: string; readonly path: string; readonly fsType: FsType; readonly readOnly?: boolean; readonly data?: string; readonly guard: 'not-mounted' }
+  | { readonly kind: 'createThin'; readonly pool: string; readonly deviceId: number; readonly guard: 'none' }
+  | { readonly kind: 'createSnap'; readonly pool: string; readonly deviceId: number; readonly originId: number; readonly guard: 'none' };
+
+/** The kinds native/src/plan.cc executes. */
+export type NativeExecStep = Exclude<ExecStep, { kind: 'createThin' | 'createSnap' }>;
+export const NATIVE_STEP_KINDS: ReadonlySet<ExecStep['kind']> = new Set<NativeExecStep['kind']>(['createDevice', 'resumeDevice', 'removeDevice', 'deleteThin', 'setTransactionId', 'mount']);
+export const isNativeStep = (s: ExecStep): s is NativeExecStep => NATIVE_STEP_KINDS.has(s.kind);
 
 export type StepOutcome = 'done' | 'skipped';
 
@@ -59,6 +73,8 @@ export const GUARD_OF: { readonly [K in ExecStep['kind']]: Extract<ExecStep, { k
   deleteThin: 'thin-present',
   setTransactionId: 'txid-is-from',
   mount: 'not-mounted',
+  createThin: 'none',
+  createSnap: 'none',
 };
 
 export function planResult(outcomes: StepOutcome[], failed: PlanResult['failed']): PlanResult {
@@ -73,6 +89,8 @@ export interface PlanTarget {
   resume(name: string): Promise<unknown>;
   remove(name: string): Promise<unknown>;
   deleteThin(pool: string, id: number): Promise<void>;
+  createThin(pool: string, id: number): Promise<void>;
+  createSnap(pool: string, id: number, originId: number): Promise<void>;
   poolStatus(pool: string): Promise<{ failed: true } | { failed: false; transactionId: number }>;
   setTransactionId(pool: string, from: number, to: number): Promise<void>;
   mounted(path: string): Promise<unknown>;
@@ -123,6 +141,12 @@ async function runStep(b: PlanTarget, st: ExecStep): Promise<StepOutcome> {
     case 'mount':
       if (await b.mounted(st.path)) return 'skipped';
       await b.mount(st.device, st.path, { fsType: st.fsType, ...(st.readOnly !== undefined ? { readOnly: st.readOnly } : {}), ...(st.data !== undefined ? { data: st.data } : {}) });
+      return 'done';
+    case 'createThin':
+      await b.createThin(st.pool, st.deviceId);
+      return 'done';
+    case 'createSnap':
+      await b.createSnap(st.pool, st.deviceId, st.originId);
       return 'done';
   }
 }

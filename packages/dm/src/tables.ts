@@ -16,6 +16,11 @@ export interface TableLine {
   params: string;
 }
 
+/** The unit of table lengths and of dm-thin's data block size. */
+export const SECTOR_BYTES = 512;
+/** dm-thin's metadata block; block 0 is the superblock, and a metadata device whose superblock is zeroed is formatted afresh at the pool's first load. */
+export const METADATA_BLOCK_BYTES = 4096;
+
 /** 64 KiB .. 1 GiB, a multiple of 64 KiB (dm-thin.c DATA_DEV_BLOCK_SIZE_MIN/MAX_SECTORS). */
 export const MIN_DATA_BLOCK_SECTORS = 128;
 export const MAX_DATA_BLOCK_SECTORS = 2097152;
@@ -95,6 +100,51 @@ export function thinTable(spec: ThinTableSpec): TableLine {
   let params = `${pool} ${spec.id}`;
   if (spec.externalOrigin !== undefined) params += ` ${checkDevice('externalOrigin', spec.externalOrigin)}`;
   return { start: 0, length: len, type: 'thin', params };
+}
+
+/** A pool's geometry in bytes, as the journal records it. */
+export interface PoolGeometry {
+  readonly dataDevice: string;
+  readonly metadataDevice: string;
+  /** Bytes of data device the table covers; rounded down to whole data blocks. */
+  readonly dataSize: number;
+  /** Data block size in bytes. */
+  readonly blockSize: number;
+}
+
+/**
+ * The thin-pool table for a pool's geometry: whole data blocks, block zeroing skipped (every thin device
+ * gets a filesystem or a snapshot's blocks), a low-water mark of Docker's 32768 blocks but below a tenth of
+ * the pool (the kernel needs it below the pool's block count).
+ */
+export function poolTableSpec(p: PoolGeometry): ThinPoolTableSpec {
+  const dataBlockSectors = p.blockSize / SECTOR_BYTES;
+  const blocks = Math.floor(p.dataSize / p.blockSize);
+  const lowWaterMarkBlocks = Math.max(1, Math.min(32768, Math.floor(blocks / 10)));
+  return { metadataDevice: p.metadataDevice, dataDevice: p.dataDevice, lengthSectors: blocks * dataBlockSectors, dataBlockSectors, lowWaterMarkBlocks, features: { skipBlockZeroing: true } };
+}
+
+/** The thin table of a device of `size` bytes (whole sectors) with thin id `id` in the pool at `poolDevice`. */
+export function thinTableSpec(poolDevice: string, id: number, size: number): ThinTableSpec {
+  return { poolDevice, id, lengthSectors: Math.floor(size / SECTOR_BYTES) };
+}
+
+/** What formatFreshMetadata needs of a backend. */
+export interface MetadataDeviceAccess {
+  readMetadata(metadataDevice: string): Promise<unknown>;
+  zeroRange(device: string, offset: number, length: number): Promise<void>;
+}
+
+/**
+ * Makes a metadata device that holds no readable pool metadata one dm-thin formats at the pool's first load
+ * (its superblock zeroed); a device with readable metadata is left as it is (the pool is adopted). Resolves
+ * true when it zeroed the superblock. Must not be used on the metadata device of an active pool.
+ */
+export async function formatFreshMetadata(b: MetadataDeviceAccess, metadataDevice: string): Promise<boolean> {
+  const readable = await b.readMetadata(metadataDevice).then(() => true, () => false);
+  if (readable) return false;
+  await b.zeroRange(metadataDevice, 0, METADATA_BLOCK_BYTES);
+  return true;
 }
 
 export interface ParsedThinPoolTable {

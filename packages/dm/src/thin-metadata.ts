@@ -16,8 +16,8 @@
 import { open } from 'node:fs/promises';
 import { ThinjournalError } from '@thinjournal/spec';
 import type { PoolMetadata } from './backend.js';
+import { METADATA_BLOCK_BYTES as BLOCK } from './tables.js';
 
-const BLOCK = 4096;
 const MAGIC = 27022010n;
 const INTERNAL = 1;
 const LEAF = 2;

@@ -147,4 +147,26 @@ export function definePlanCases(test: Test, fixture: () => Promise<PlanFixture>)
     assert.is(await b.info(t0), null, 'nothing ran');
     assert.equal((await run(b, [])).outcomes, []);
   });
+
+  add('plan: createThin and createSnap (guard none) run in their place among guarded steps; an id that exists fails with EEXIST', async (f) => {
+    const b = f.backend;
+    const { pool: p } = await pool(f);
+    const steps: ExecStep[] = [
+      { kind: 'createThin', pool: p, deviceId: 0, guard: 'none' },
+      { kind: 'setTransactionId', pool: p, from: 0, to: 1, guard: 'txid-is-from' },
+      { kind: 'createSnap', pool: p, deviceId: 1, originId: 0, guard: 'none' },
+      { kind: 'createThin', pool: p, deviceId: 2, guard: 'none' },
+      { kind: 'deleteThin', pool: p, deviceId: 2, guard: 'thin-present' },
+      { kind: 'setTransactionId', pool: p, from: 1, to: 2, guard: 'txid-is-from' },
+    ];
+    const r = await run(b, steps);
+    assert.equal(r.outcomes, ['done', 'done', 'done', 'done', 'done', 'done']);
+    assert.equal(r.events.map((e) => [e.index, e.kind, e.outcome]), steps.map((s, i) => [i, s.kind, 'done']));
+    assert.equal(txAndIds(await b.poolMetadata(p)), { transactionId: 2, ids: [0, 1] });
+    const again = await run(b, [{ kind: 'setTransactionId', pool: p, from: 2, to: 3, guard: 'txid-is-from' }, { kind: 'createThin', pool: p, deviceId: 1, guard: 'none' }]);
+    assert.equal(again.outcomes, ['done']);
+    assert.is(again.failed?.index, 1);
+    assert.is(errnoOf(again.failed?.error), 'EEXIST');
+    assert.equal(again.events.map((e) => [e.index, e.kind, e.outcome]), [[0, 'setTransactionId', 'done'], [1, 'createThin', 'failed']]);
+  });
 }

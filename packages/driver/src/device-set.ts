@@ -25,13 +25,11 @@ import {
   BASE_HASH, checkHash, decide, evolve, deferredDeletionOrder, hasDevice, joinMountOptions, listDevices, parseOptions, effectiveOptions,
   type Command, type Device, type DmOptions, type OptionsEnv, type PoolUsage, type State,
 } from '@thinjournal/model';
-import { fsNeedsGrow, requireKernelBackend, type Backend, type FsType } from '@thinjournal/dm';
+import { METADATA_BLOCK_BYTES, SECTOR_BYTES as SECTOR, fsNeedsGrow, requireKernelBackend, thinTableSpec, type Backend, type FsType } from '@thinjournal/dm';
 import { Engine, type EngineOptions, type RecoveryResult } from '@thinjournal/reconciler';
 import { preparePoolDevices } from './pool-devices.js';
 import { ThinpoolInitError, driverClosed } from './errors.js';
 import { checkHome, checkInside, devicePrefixFor, ensureDir, ensureDurableDir, ensureSparseFile, growSparseFile, layoutOf, type Layout } from './layout.js';
-
-const SECTOR = 512;
 
 /** The seed's DiskUsage, in bytes. */
 export interface DiskUsage {
@@ -301,7 +299,7 @@ export class DeviceSet {
       }
       await this.exec({
         type: 'initPool', poolName: name, devicePrefix: prefix, dataDevice: table.dataDevice, metadataDevice: table.metadataDevice,
-        loopback: false, dataSize: table.lengthSectors * SECTOR, metadataSize: st.totalMetadataBlocks * 4096,
+        loopback: false, dataSize: table.lengthSectors * SECTOR, metadataSize: st.totalMetadataBlocks * METADATA_BLOCK_BYTES,
         blockSize: table.dataBlockSectors * SECTOR, options: effectiveOptions(o), transactionId: st.transactionId,
       }, 'dm.thinpooldev: adopted an existing pool');
       return;
@@ -342,7 +340,7 @@ export class DeviceSet {
     const baseDev = this.state.devices.get(BASE_HASH)!;
     const name = this.verifyName;
     if (await this.backend.info(name)) await this.backend.remove(name);
-    await this.backend.activateThin(name, { poolDevice: this.backend.devicePath(this.poolName), id: baseDev.deviceId, lengthSectors: Math.floor(baseDev.size / SECTOR) }, { readOnly: true });
+    await this.backend.activateThin(name, thinTableSpec(this.backend.devicePath(this.poolName), baseDev.deviceId, baseDev.size), { readOnly: true });
     try {
       const dev = this.backend.devicePath(name);
       const fs = await this.backend.probeFsType(dev).catch((err) => { throw new ThinpoolInitError(`the base image holds no filesystem (the journal says ${base.fs}, UUID ${base.uuid})`, { cause: err }); });
@@ -715,7 +713,7 @@ export class DeviceSet {
     const st = await this.backend.poolStatusOk(p.poolName);
     const bs = p.blockSize;
     const data = usage(st.usedDataBlocks * bs, st.totalDataBlocks * bs);
-    const metadata = usage(st.usedMetadataBlocks * 4096, st.totalMetadataBlocks * 4096);
+    const metadata = usage(st.usedMetadataBlocks * METADATA_BLOCK_BYTES, st.totalMetadataBlocks * METADATA_BLOCK_BYTES);
     return {
       poolName: p.poolName,
       dataFile: p.dataDevice,
@@ -989,7 +987,7 @@ function defaultBackend(): Backend {
 
 /** What Docker probes before parsing options: xfs support and the dm version for deferred removal. */
 async function probeEnv(b: Backend): Promise<OptionsEnv> {
-  if (b.kind === 'model') return { xfsSupported: true, deferredRemovalSupported: true };
+  if (!b.supports.hostEnvironment) return { xfsSupported: true, deferredRemovalSupported: true };
   const v = await b.version();
   // Docker's check: mkfs.xfs present, and xfs in /proc/filesystems — after `modprobe xfs` if it is not there
   // yet (a module is listed only once loaded).

@@ -126,7 +126,7 @@ export class Driver {
       if (this.rootUid !== 0 || this.rootGid !== 0) chownSync(mp, this.rootUid, this.rootGid);
       await this.deviceSet.mountDevice(id, mp, mountLabel);
       try {
-        if (this.deviceSet.backend.kind === 'kernel') {
+        if (this.deviceSet.backend.supports.hostMounts) {
           // Docker: the layer's rootfs directory and an "id" file, made on first mount (in the layer's own fs).
           if (!existsSync(rootfs)) {
             mkdirSync(rootfs, { mode: 0o755 });

@@ -7,6 +7,9 @@ import { probeFsType as probe, mounted as mountEntry, type FsType } from '@thinj
 export { init, Driver, statusPairs, type IdMap, type IdMaps } from './driver.js';
 export { DeviceSet, type DeviceSetOptions, type DiskUsage, type Status, type DevStatus } from './device-set.js';
 export { ThinpoolInitError } from './errors.js';
+// What an embedder needs besides the driver: the coded errors and the backends (kernel, or the model for tests).
+export { ThinjournalError, ERROR_CODES, isCode, type ErrorCode } from '@thinjournal/spec';
+export { KernelBackend, ModelBackend, type Backend, type BackendCapabilities } from '@thinjournal/dm';
 export { layoutOf, devicePrefixFor, type Layout } from './layout.js';
 export { preparePoolDevices, type PoolDevices, type PoolDevicesOptions } from './pool-devices.js';
 

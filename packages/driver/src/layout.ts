@@ -9,14 +9,14 @@
  *     mnt/                  0700
  *       <id>/               0700  mount point of device <id> (Driver.get); ids cannot escape it (ERR_BAD_ID)
  *
- * The files are real on every backend. A ModelBackend has its own namespace of files and directories (the
- * in-memory kernel must find the loop file and the mount point), so the same operations are mirrored into
- * it; on the kernel backend the real files are all there is.
+ * The files are real on every backend. A backend with a namespace of its own (supports.hostPaths false: the
+ * model, whose in-memory kernel must find the loop file and the mount point) is told of each directory and
+ * file made here; a backend on the host's paths ignores that.
  */
 import { chmodSync, closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { ThinjournalError } from '@thinjournal/spec';
-import { devNumbers, type Backend, type ModelBackend } from '@thinjournal/dm';
+import { devNumbers, type Backend } from '@thinjournal/dm';
 
 export interface Layout {
   readonly home: string;
@@ -63,18 +63,11 @@ export function checkInside(dir: string, p: unknown, what: string): string {
   return r;
 }
 
-function isModel(b: Backend): b is ModelBackend {
-  return b.kind === 'model';
-}
-
-/** Files already put into a ModelBackend's namespace (its disk contents live in the object). */
-const modelFiles = new WeakMap<Backend, Set<string>>();
-
 /** mkdir -p with `mode` for every directory it creates, and `mode` enforced on the last one. */
 export function ensureDir(b: Backend, dir: string, mode = 0o700): void {
   mkdirSync(dir, { recursive: true, mode });
   chmodSync(dir, mode);
-  if (isModel(b)) b.mkdir(dir);
+  b.hostDirectoryMade(dir);
 }
 
 /** ensureDir, and the directory entry made durable (its parent fsynced) when it was created. */
@@ -106,18 +99,11 @@ export function ensureSparseFile(b: Backend, file: string, size: number): boolea
     created = true;
   }
   chmodSync(file, 0o600);
-  if (isModel(b)) {
-    const seen = modelFiles.get(b) ?? new Set<string>();
-    modelFiles.set(b, seen);
-    if (!seen.has(file)) {
-      b.addFile(file, statSync(file).size);
-      seen.add(file);
-    }
-  }
+  b.hostFileMade(file, statSync(file).size);
   return created;
 }
 
-/** Grows a loopback file to `size` bytes (sparse; never shrinks); the model's copy too. */
+/** Grows a loopback file to `size` bytes (sparse; never shrinks), and tells the backend. */
 export function growSparseFile(b: Backend, file: string, size: number): void {
   const fd = openSync(file, 'r+');
   try {
@@ -125,7 +111,7 @@ export function growSparseFile(b: Backend, file: string, size: number): void {
   } finally {
     closeSync(fd);
   }
-  if (isModel(b)) b.growFile(file, size);
+  b.hostFileGrown(file, size);
 }
 
 /** The pool and device name prefix Docker derives from the home directory: `<prefix>-<major>:<minor>-<inode>`. */

@@ -24,7 +24,7 @@
  * only after 2^24 − 1 further allocations. Ids of devices awaiting deferred deletion stay taken until their
  * DeviceDeleted commits, and the cursor does not go back when a transaction rolls back.
  */
-import { ThinjournalError, type JournalEvent } from '@thinjournal/spec';
+import { ThinjournalError, type ErrorCode, type JournalEvent } from '@thinjournal/spec';
 import type { Device, State } from './state.js';
 import {
   MAX_DEVICE_ID, MAX_DM_NAME_BYTES, BASE_HASH, checkHash, checkDmName, checkMountPath, checkMountOptions, checkUuid, checkSize,
@@ -85,7 +85,7 @@ export type CommandType = Command['type'];
 
 const READ_ONLY: ReadonlySet<string> = new Set(['hasDevice', 'getDeviceStatus', 'list', 'status']);
 
-function err(code: string, message: string, details: Record<string, unknown> = {}): ThinjournalError {
+function err(code: ErrorCode, message: string, details: Record<string, unknown> = {}): ThinjournalError {
   return new ThinjournalError(code, message, details);
 }
 const q = (s: string) => JSON.stringify(s);
@@ -398,8 +398,11 @@ export function decide(state: State, command: Command): readonly JournalEvent[] 
     case 'snapshotRemove':
     case 'snapshotUpdate':
       return decideSnapshot(s, c);
-    default:
-      throw new TypeError(`decide: unknown command type ${JSON.stringify((c as { type?: unknown }).type)}`);
+    default: {
+      // Every command type has its case: a new one fails to compile here. At run time, input from outside.
+      const unknown: never = c;
+      throw new TypeError(`decide: unknown command type ${JSON.stringify((unknown as { type?: unknown }).type)}`);
+    }
   }
 }
 

@@ -1,5 +1,5 @@
 /** The model applied to journal records, where a record the model refuses is corruption of the journal. */
-import { ThinjournalError, chainError, type ChainProblem, type ReplayRecord } from '@thinjournal/spec';
+import { ThinjournalError, chainError, type ChainProblem, type JournalEvent, type ReplayRecord } from '@thinjournal/spec';
 import type { Projection } from '@thinjournal/model';
 
 /** The problem a record the model refused is: corruption (reason `model`) at its seq. */
@@ -18,4 +18,12 @@ export function applyRecord(p: Projection, r: ReplayRecord): void {
     if (!(err instanceof ThinjournalError)) throw err;
     throw chainError(modelProblem(r, err), err);
   }
+}
+
+/**
+ * A record as the event it carries, so that a switch on its type narrows its body. Sound because every
+ * record is decoded with its body validated against its type's schema (spec validateBody).
+ */
+export function eventOf(r: ReplayRecord): JournalEvent {
+  return { type: r.type, txId: r.txId, body: r.body } as JournalEvent;
 }

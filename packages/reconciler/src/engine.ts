@@ -9,13 +9,13 @@
  */
 import { ThinjournalError, type ChainResult, type JournalEvent, type JournalRecord } from '@thinjournal/spec';
 import type { Journal } from '@thinjournal/journal';
-import { Projection, decide, recordedTexts, stateHash, toPlain, fromPlain, type Command, type State } from '@thinjournal/model';
-import { thinPoolTable, thinTable, type Backend, type ThinPoolTableSpec } from '@thinjournal/dm';
+import { Projection, decide, stateHash, toPlain, fromPlain, type Command, type State } from '@thinjournal/model';
+import { SECTOR_BYTES as SECTOR, formatFreshMetadata, isFsType, poolTableSpec, thinPoolTable, thinTable, thinTableSpec, type Backend, type FsType } from '@thinjournal/dm';
 import { runPlan } from './execute.js';
 import { applyRecord, modelProblem } from './apply.js';
-import { describeStep, planRecovery, type BlockDeviceView, type JournalView, type KernelView, type PoolTableView, type RecoveryPlan, type Step } from './plan.js';
+import { describeStep, planRecovery, type BlockDeviceView, type JournalView, type KernelView, type PendingIntent, type RecoveryPlan, type Step } from './plan.js';
+import { TransactionSteps, transactionSteps, type TransactionContext, type TransactionStep } from './transaction.js';
 
-const SECTOR = 512;
 /** Events that add kernel state: journaled before the kernel is asked (see Engine.direct). */
 const ADDS_KERNEL_STATE: ReadonlySet<string> = new Set(['DeviceActivated', 'DeviceMounted']);
 
@@ -60,22 +60,6 @@ export interface RecoveryResult {
   readonly completed: number;
   readonly skipped: number;
 }
-
-/** dm.mkfsarg as PoolInitialised recorded it. */
-function mkfsArgsOf(options: Readonly<Record<string, string>>): string[] {
-  const t = options['dm.mkfsarg'];
-  return t === undefined ? [] : recordedTexts(t);
-}
-
-export function poolTableSpec(p: PoolTableView): ThinPoolTableSpec {
-  const dataBlockSectors = p.blockSize / SECTOR;
-  const lengthSectors = Math.floor(p.dataSize / p.blockSize) * dataBlockSectors;
-  const blocks = lengthSectors / dataBlockSectors;
-  // Docker's default low-water mark is 32768 blocks; the kernel needs it below the pool's block count.
-  const lowWaterMarkBlocks = Math.max(1, Math.min(32768, Math.floor(blocks / 10)));
-  return { metadataDevice: p.metadataDevice, dataDevice: p.dataDevice, lengthSectors, dataBlockSectors, lowWaterMarkBlocks, features: { skipBlockZeroing: true } };
-}
-
 
 /**
  * The journal's state: the latest valid checkpoint (its state hash re-verified: ERR_STATE_HASH_MISMATCH),
@@ -150,6 +134,37 @@ export async function verifyModel(journal: Journal, opts: { checkpoints?: readon
   return problem ?? { ok: true, records: n, last: null };
 }
 
+/** What a pending intent's events may have done to the kernel: the recovery planner's PendingIntent fields. */
+function pendingEffects(s: State, events: readonly JournalEvent[]): Pick<PendingIntent, 'activates' | 'creates' | 'deletes' | 'dataSize'> {
+  let base = false;
+  const creates: number[] = [];
+  const deletes: { deviceId: number; name: string | null }[] = [];
+  let dataSize: number | undefined;
+  for (const e of events) {
+    switch (e.type) {
+      case 'BaseImageCreated':
+        base = true;
+        creates.push(e.body.deviceId);
+        break;
+      case 'DeviceCreated':
+      case 'SnapshotCreated':
+        creates.push(e.body.deviceId);
+        break;
+      case 'DeviceDeleted': {
+        const d = s.devices.get(e.body.hash);
+        deletes.push({ deviceId: e.body.deviceId, name: d?.active ? d.dmName : null });
+        break;
+      }
+      case 'PoolResized':
+        dataSize ??= e.body.dataSize;
+        break;
+      default:
+        break;
+    }
+  }
+  return { activates: base ? [`${s.pool!.devicePrefix}-base`] : [], creates, deletes, ...(dataSize !== undefined ? { dataSize } : {}) };
+}
+
 export class Engine {
   private readonly projection: Projection;
   private tail: Promise<unknown> = Promise.resolve();
@@ -214,84 +229,20 @@ export class Engine {
     const intent = await this.append(events, meta); // (1) durable before the kernel is touched
     await this.point('after-intent', command);
     const pool = this.poolName();
-    const created: number[] = [];
-    const suspended: string[] = [];
-    const activated: string[] = [];
+    const made = new TransactionSteps();
+    const ctx: TransactionContext = { state: this.state, running: async (name) => { const i = await this.backend.info(name); return !!i && !i.suspended; } };
     let step = 0;
-    const stepDone = async () => this.point(`after-step-${++step}`, command);
     try {
       for (const e of events.slice(1)) {
-        const b = e.body as Record<string, unknown>;
-        switch (e.type) {
-          case 'DeviceCreated':
-            await this.backend.createThin(pool, b.deviceId as number);
-            created.push(b.deviceId as number);
-            await stepDone();
-            break;
-          case 'BaseImageCreated': {
-            // Docker's createBaseImage: create_thin, then the filesystem (activate, mkfs, deactivate), all
-            // before the commit point: a base image without its filesystem is never committed.
-            await this.backend.createThin(pool, b.deviceId as number);
-            created.push(b.deviceId as number);
-            await stepDone();
-            const name = `${this.state.pool!.devicePrefix}-base`;
-            await this.backend.activateThin(name, { poolDevice: this.backend.devicePath(pool), id: b.deviceId as number, lengthSectors: Math.floor((b.size as number) / SECTOR) });
-            activated.push(name);
-            await stepDone();
-            // The filesystem gets the UUID the intent recorded (the driver checks it at every start: Docker's
-            // verifyBaseDeviceUUIDFS) and the dm.mkfsarg arguments in force.
-            await this.backend.mkfs(this.backend.devicePath(name), b.fs as 'ext4' | 'xfs', { uuid: b.uuid as string, args: mkfsArgsOf(this.state.pool!.options) });
-            await stepDone();
-            await this.backend.remove(name);
-            activated.pop();
-            await stepDone();
-            break;
-          }
-          case 'SnapshotCreated': {
-            const origin = this.state.devices.get(b.parentHash as string);
-            const originName = origin?.active ? origin.dmName : null;
-            const live = originName ? await this.backend.info(originName) : null;
-            if (originName && live && !live.suspended) {
-              // thin-provisioning.rst: suspend an active origin before create_snap, resume after.
-              await this.backend.suspend(originName);
-              suspended.push(originName);
-              await stepDone();
-            }
-            await this.backend.createSnap(pool, b.deviceId as number, b.parentDeviceId as number);
-            created.push(b.deviceId as number);
-            await stepDone();
-            while (suspended.length) {
-              await this.backend.resume(suspended[suspended.length - 1]!);
-              suspended.pop();
-              await stepDone();
-            }
-            break;
-          }
-          case 'DeviceDeleted':
-            await this.backend.deleteThin(pool, b.deviceId as number);
-            await stepDone();
-            break;
-          case 'PoolResized': {
-            const p = this.state.pool!;
-            const spec = poolTableSpec({ dataDevice: p.dataDevice, metadataDevice: p.metadataDevice, dataSize: b.dataSize as number, blockSize: p.blockSize });
-            await this.backend.load(pool, [thinPoolTable(spec)]);
-            await this.backend.suspend(pool);
-            await this.backend.resume(pool);
-            await stepDone();
-            break;
-          }
-          case 'SnapshotPrepared':
-          case 'SnapshotCommitted':
-          case 'SnapshotLabelsUpdated':
-          case 'SnapshotRemoved':
-            break; // the snapshot namespace: journal only, applied with the transaction's commit
-          default:
-            throw new ThinjournalError('ERR_EVENT_CONFLICT', `no kernel step for ${e.type} inside a transaction`);
+        for (const st of await transactionSteps(e, ctx)) {
+          await this.transactionStep(pool, st);
+          made.done(st);
+          await this.point(`after-step-${++step}`, command);
         }
       }
       await this.backend.setTransactionId(pool, T, T + 1); // (3) the commit point
     } catch (err) {
-      await this.undo(pool, created, suspended, activated, T + 1, err, meta);
+      await this.undo(pool, made, T + 1, err, meta);
       throw err;
     }
     await this.point('after-commit-point', command);
@@ -301,12 +252,30 @@ export class Engine {
     return [...intent, ...outcome];
   }
 
+  /** One kernel step of a transaction, run as is (no guard: see transaction.ts). */
+  private async transactionStep(pool: string, st: TransactionStep): Promise<void> {
+    const b = this.backend;
+    switch (st.kind) {
+      case 'createThin': return b.createThin(pool, st.deviceId);
+      case 'createSnap': return b.createSnap(pool, st.deviceId, st.originId);
+      case 'deleteThin': return b.deleteThin(pool, st.deviceId);
+      case 'activateThin': await b.activateThin(st.name, thinTableSpec(b.devicePath(pool), st.deviceId, st.size)); return;
+      case 'mkfs': return b.mkfs(b.devicePath(st.name), st.fs, { uuid: st.uuid, args: [...st.args] });
+      case 'removeDevice': await b.remove(st.name); return;
+      case 'suspendDevice': return b.suspend(st.name);
+      case 'resumeDevice': await b.resume(st.name); return;
+      case 'reloadPool':
+        await b.load(pool, [thinPoolTable(poolTableSpec(st.pool))]);
+        await b.suspend(pool);
+        await b.resume(pool);
+        return;
+    }
+  }
+
   /** A kernel step failed before the commit point: undo what it made, record the roll-back. */
-  private async undo(pool: string, created: number[], suspended: string[], activated: string[], txId: number, cause: unknown, meta: ExecuteMeta): Promise<void> {
+  private async undo(pool: string, made: TransactionSteps, txId: number, cause: unknown, meta: ExecuteMeta): Promise<void> {
     try {
-      for (const name of suspended.reverse()) await this.backend.resume(name);
-      for (const name of activated.reverse()) await this.backend.remove(name);
-      for (const id of created.reverse()) await this.backend.deleteThin(pool, id);
+      for (const st of made.undo()) await this.transactionStep(pool, st);
       const reason = failureReason(cause);
       await this.append([{ type: 'TransactionRolledBack', txId, body: { reason } }], meta);
     } catch (undoErr) {
@@ -357,60 +326,65 @@ export class Engine {
   private async compensate(events: readonly JournalEvent[], meta: ExecuteMeta): Promise<void> {
     const undo: JournalEvent[] = [];
     for (const e of [...events].reverse()) {
-      const b = e.body as { hash: string; path?: string; name?: string };
-      if (e.type === 'DeviceMounted') {
-        if (await this.backend.mounted(b.path!)) await this.backend.umount(b.path!);
-        undo.push({ type: 'DeviceUnmounted', txId: e.txId, body: { hash: b.hash, path: b.path! } });
-      } else if (e.type === 'DeviceActivated') {
-        if (await this.backend.info(b.name!)) await this.backend.remove(b.name!);
-        undo.push({ type: 'DeviceDeactivated', txId: e.txId, body: { hash: b.hash, deferred: false } });
+      switch (e.type) {
+        case 'DeviceMounted':
+          if (await this.backend.mounted(e.body.path)) await this.backend.umount(e.body.path);
+          undo.push({ type: 'DeviceUnmounted', txId: e.txId, body: { hash: e.body.hash, path: e.body.path } });
+          break;
+        case 'DeviceActivated':
+          if (await this.backend.info(e.body.name)) await this.backend.remove(e.body.name);
+          undo.push({ type: 'DeviceDeactivated', txId: e.txId, body: { hash: e.body.hash, deferred: false } });
+          break;
+        default:
+          break;
       }
     }
     await this.append(undo, { ...meta, reason: 'the kernel refused; undone' });
   }
 
+  /** The kernel's side of an event outside a transaction; each is idempotent (what is already so is left). */
   private async kernelFor(e: JournalEvent): Promise<void> {
-    const b = e.body as Record<string, unknown>;
+    const b = this.backend;
     switch (e.type) {
       case 'PoolInitialised': {
-        const name = b.poolName as string;
-        if (await this.backend.info(name)) return; // adopt the existing pool device
-        const metadataDevice = b.metadataDevice as string;
-        const fresh = await this.backend.readMetadata(metadataDevice).then(() => false, () => true);
-        if (fresh) await this.backend.zeroRange(metadataDevice, 0, 4096); // dm-thin formats zeroed metadata
-        await this.backend.createPool(name, poolTableSpec({ dataDevice: b.dataDevice as string, metadataDevice, dataSize: b.dataSize as number, blockSize: b.blockSize as number }));
+        const { poolName, metadataDevice } = e.body;
+        if (await b.info(poolName)) return; // adopt the existing pool device
+        await formatFreshMetadata(b, metadataDevice);
+        await b.createPool(poolName, poolTableSpec(e.body));
         return;
       }
       case 'DeviceActivated': {
-        const live = await this.backend.info(b.name as string);
+        const { name } = e.body;
+        const live = await b.info(name);
         if (live) {
           // A device deactivated with deferred removal that is wanted again: the kernel must not remove it at
           // its last close any more (Docker's cancelDeferredRemoval; dm-ioctl's own "@" message).
-          if (live.deferredRemove) await this.backend.message(b.name as string, '@cancel_deferred_remove');
+          if (live.deferredRemove) await b.message(name, '@cancel_deferred_remove');
           return;
         }
-        await this.backend.activateThin(b.name as string, { poolDevice: this.backend.devicePath(this.poolName()), id: b.deviceId as number, lengthSectors: Math.floor((b.size as number) / SECTOR) });
+        await b.activateThin(name, thinTableSpec(b.devicePath(this.poolName()), e.body.deviceId, e.body.size));
         return;
       }
       case 'DeviceDeactivated': {
-        const name = this.state.devices.get(b.hash as string)?.dmName;
-        if (name && (await this.backend.info(name))) await this.backend.remove(name, { deferred: b.deferred as boolean });
+        const name = this.state.devices.get(e.body.hash)?.dmName;
+        if (name && (await b.info(name))) await b.remove(name, { deferred: e.body.deferred });
         return;
       }
       case 'DeviceMounted': {
-        const name = this.state.devices.get(b.hash as string)!.dmName!;
-        await this.backend.mount(this.backend.devicePath(name), b.path as string, { fsType: (this.state.base?.fs ?? 'ext4') as 'ext4' | 'xfs', ...(b.options ? { data: b.options as string } : {}) });
+        const name = this.state.devices.get(e.body.hash)!.dmName!;
+        const { path, options } = e.body;
+        await b.mount(b.devicePath(name), path, { fsType: this.fsType(), ...(options ? { data: options } : {}) });
         return;
       }
       case 'DeviceUnmounted':
-        await this.backend.umount(b.path as string);
+        await b.umount(e.body.path);
         return;
       case 'DeviceResized': {
-        const d = this.state.devices.get(b.hash as string)!;
-        if (d.dmName && (await this.backend.info(d.dmName))) {
-          await this.backend.load(d.dmName, [thinTable({ poolDevice: this.backend.devicePath(this.poolName()), id: d.deviceId, lengthSectors: Math.floor((b.size as number) / SECTOR) })]);
-          await this.backend.suspend(d.dmName);
-          await this.backend.resume(d.dmName);
+        const d = this.state.devices.get(e.body.hash)!;
+        if (d.dmName && (await b.info(d.dmName))) {
+          await b.load(d.dmName, [thinTable(thinTableSpec(b.devicePath(this.poolName()), d.deviceId, e.body.size))]);
+          await b.suspend(d.dmName);
+          await b.resume(d.dmName);
         }
         return;
       }
@@ -425,6 +399,13 @@ export class Engine {
       default:
         throw new ThinjournalError('ERR_EVENT_CONFLICT', `${e.type} is not an activation, mount or marker event`);
     }
+  }
+
+  /** The base image's filesystem, and so every mountable device's (ext4 before there is a base image). */
+  private fsType(): FsType {
+    const fs = this.state.base?.fs ?? 'ext4';
+    if (!isFsType(fs)) throw new ThinjournalError('ERR_EVENT_CONFLICT', `the base image's filesystem ${JSON.stringify(fs)} is not ext4 or xfs`);
+    return fs;
   }
 
   private async maybeCheckpoint(): Promise<void> {
@@ -448,16 +429,7 @@ export class Engine {
       poolName: pool.poolName,
       pool: { dataDevice: pool.dataDevice, metadataDevice: pool.metadataDevice, dataSize: pool.dataSize, blockSize: pool.blockSize },
       committedTxId: s.txId,
-      pending: pending && {
-        txId: pending.txId, op: pending.op, ...(pending.hash !== null ? { hash: pending.hash } : {}),
-        activates: pending.events.some((e) => e.type === 'BaseImageCreated') ? [`${pool.devicePrefix}-base`] : [],
-        creates: pending.events.filter((e) => e.type === 'DeviceCreated' || e.type === 'SnapshotCreated' || e.type === 'BaseImageCreated').map((e) => (e.body as { deviceId: number }).deviceId),
-        deletes: pending.events.filter((e) => e.type === 'DeviceDeleted').map((e) => {
-          const d = s.devices.get((e.body as { hash: string }).hash);
-          return { deviceId: (e.body as { deviceId: number }).deviceId, name: d?.active ? d.dmName : null };
-        }),
-        ...pending.events.filter((e) => e.type === 'PoolResized').map((e) => ({ dataSize: (e.body as { dataSize: number }).dataSize }))[0],
-      },
+      pending: pending && { txId: pending.txId, op: pending.op, ...(pending.hash !== null ? { hash: pending.hash } : {}), ...pendingEffects(s, pending.events) },
       devicePrefix: pool.devicePrefix,
       devices: [...s.devices.values()].map((d) => ({ hash: d.hash, deviceId: d.deviceId, size: d.size, activeName: d.active ? d.dmName : null, mounts: d.mounts.map((m) => m.path), ...(d.removalDeferred ? { removalDeferred: true } : {}) })),
     };
@@ -576,7 +548,7 @@ export class Engine {
    * step's guard itself; appends are journaled here, in the plan's order. A failed step throws its error.
    */
   private async applySteps(steps: readonly Step[], meta: ExecuteMeta): Promise<{ completed: number; skipped: number }> {
-    const ctx = { pool: this.poolName(), fsType: (this.state.base?.fs ?? 'ext4') as 'ext4' | 'xfs', backend: this.backend };
+    const ctx = { pool: this.poolName(), fsType: this.fsType(), backend: this.backend };
     return runPlan(this.backend, steps, ctx, async (st) => {
       switch (st.kind) {
         case 'append':

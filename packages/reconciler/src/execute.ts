@@ -1,9 +1,10 @@
 /**
  * Runs a recovery plan (plan.ts) through a Backend's plan executor: TypeScript decides, the executor executes.
  *
- * - lowerStep turns a planner step into an executor step (packages/dm ExecStep): the pool's and thin devices'
- *   tables are built here (poolTableSpec, thinTable), names become node paths, the pool's name and the base
- *   image's filesystem come from the journal's state. The guard is carried over unchanged.
+ * - lowerStep turns a plan's step (recovery's or replay's) into an executor step (packages/dm ExecStep): the
+ *   pool's and thin devices' tables are built with dm's geometry (poolTableSpec, thinTableSpec), names become
+ *   node paths, the pool's name and the base image's filesystem come from the caller. The guard is carried
+ *   over unchanged.
  * - runPlan splits the plan at its `append` steps, which are journal writes and not kernel steps: the kernel
  *   steps up to an append run as ONE executor call (one native call on KernelBackend), then the append, then
  *   the next run. The plan's order is kept exactly — it is the planner's decision (a roll-back's
@@ -12,11 +13,8 @@
  *   the plan before any later append, so the journal never records an outcome the kernel did not reach;
  *   recovery run again re-plans from what did happen (guards make the completed steps skip).
  */
-import { thinPoolTable, thinTable, type Backend, type ExecStep, type FsType, type PlanProgress } from '@thinjournal/dm';
+import { poolTableSpec, thinPoolTable, thinTable, thinTableSpec, type Backend, type ExecStep, type FsType, type PlanProgress } from '@thinjournal/dm';
 import type { Step } from './plan.js';
-import { poolTableSpec } from './engine.js';
-
-const SECTOR = 512;
 
 export interface LowerContext {
   /** The pool's dm name (deleteThin, setTransactionId and thin tables refer to it). */
@@ -38,7 +36,7 @@ export function lowerStep(st: KernelStep, c: LowerContext): ExecStep {
     case 'createPool':
       return { kind: 'createDevice', name: st.name, table: [thinPoolTable(poolTableSpec(st.pool))], guard: 'device-absent' };
     case 'activateThin':
-      return { kind: 'createDevice', name: st.name, table: [thinTable({ poolDevice: c.backend.devicePath(c.pool), id: st.deviceId, lengthSectors: Math.floor(st.size / SECTOR) })], guard: 'device-absent' };
+      return { kind: 'createDevice', name: st.name, table: [thinTable(thinTableSpec(c.backend.devicePath(c.pool), st.deviceId, st.size))], guard: 'device-absent' };
     case 'resumeDevice':
       return { kind: 'resumeDevice', name: st.name, guard: 'suspended' };
     case 'removeDevice':
@@ -49,6 +47,10 @@ export function lowerStep(st: KernelStep, c: LowerContext): ExecStep {
       return { kind: 'setTransactionId', pool: c.pool, from: st.from, to: st.to, guard: 'txid-is-from' };
     case 'mount':
       return { kind: 'mount', device: c.backend.devicePath(st.name), path: st.path, fsType: c.fsType, guard: 'not-mounted' };
+    case 'createThin':
+      return { kind: 'createThin', pool: c.pool, deviceId: st.deviceId, guard: 'none' };
+    case 'createSnap':
+      return { kind: 'createSnap', pool: c.pool, deviceId: st.deviceId, originId: st.originId, guard: 'none' };
   }
 }
 

@@ -4,6 +4,7 @@
  * that any executor (model backend, kernel backend, native worker) can run and that `--dry-run` prints.
  */
 import type { JournalEvent } from '@thinjournal/spec';
+import type { PoolGeometry } from '@thinjournal/dm';
 
 /** What recovery needs to know of the journal's state (derived from the model's state). */
 export interface JournalView {
@@ -20,12 +21,8 @@ export interface JournalView {
   readonly devicePrefix: string;
 }
 
-export interface PoolTableView {
-  readonly dataDevice: string;
-  readonly metadataDevice: string;
-  readonly dataSize: number;
-  readonly blockSize: number;
-}
+/** The pool's devices and geometry in bytes (dm's tables module builds the table from it). */
+export type PoolTableView = PoolGeometry;
 
 export interface PendingIntent {
   readonly txId: number;
@@ -89,15 +86,24 @@ export interface BlockDeviceView {
   readonly size: number;
 }
 
-/** One kernel or journal step. `guard` says when the executor must skip it (already done): idempotence. */
+/**
+ * One kernel or journal step of a plan: recovery's (planRecovery, a drift's repair) and replay's
+ * (replay.ts). `guard` says when the executor must skip it (already done): idempotence. Kernel steps are
+ * lowered to the executor's (execute.ts, packages/dm ExecStep); `append` and `adoptDataSize` are the Engine's.
+ * `hash` and `txId` on thin-id steps name the device and transaction a replay step is for (printing only).
+ */
 export type Step =
   | { readonly kind: 'createPool'; readonly name: string; readonly pool: PoolTableView; readonly guard: 'device-absent' }
   | { readonly kind: 'resumeDevice'; readonly name: string; readonly guard: 'suspended' }
-  | { readonly kind: 'deleteThin'; readonly deviceId: number; readonly guard: 'thin-present' }
+  | { readonly kind: 'deleteThin'; readonly deviceId: number; readonly hash?: string; readonly txId?: number; readonly guard: 'thin-present' }
   | { readonly kind: 'removeDevice'; readonly name: string; readonly guard: 'device-present' }
   | { readonly kind: 'setTransactionId'; readonly from: number; readonly to: number; readonly guard: 'txid-is-from' }
   | { readonly kind: 'activateThin'; readonly name: string; readonly deviceId: number; readonly size: number; readonly guard: 'device-absent' }
   | { readonly kind: 'mount'; readonly hash: string; readonly name: string; readonly path: string; readonly guard: 'not-mounted' }
+  /** A pool being built (replay, on empty metadata): create_thin, never skipped. */
+  | { readonly kind: 'createThin'; readonly deviceId: number; readonly hash?: string; readonly txId?: number; readonly guard: 'none' }
+  /** A pool being built: create_snap of an origin that is not active, never skipped. */
+  | { readonly kind: 'createSnap'; readonly deviceId: number; readonly originId: number; readonly hash?: string; readonly txId?: number; readonly guard: 'none' }
   | { readonly kind: 'append'; readonly events: readonly JournalEvent[]; readonly sync: boolean; readonly guard: 'none' }
   /** A repair, run by the Engine as a resizePool transaction: the journal adopts the data size the kernel's pool has. */
   | { readonly kind: 'adoptDataSize'; readonly dataSize: number; readonly guard: 'none' };
@@ -374,14 +380,17 @@ function decidePlan(j: JournalView, k: KernelView): RecoveryPlan {
 
 /** One line of a step, for plans printed to an operator and for the steps a RepairBegan records. */
 export function describeStep(s: Step): string {
+  const of = (x: { hash?: string; txId?: number }, withTx = true) => (x.hash === undefined ? '' : ` (${JSON.stringify(x.hash)}${withTx && x.txId !== undefined ? `, tx ${x.txId}` : ''})`);
   switch (s.kind) {
     case 'createPool': return `create pool ${s.name} (data ${s.pool.dataDevice}, metadata ${s.pool.metadataDevice}, ${s.pool.dataSize} bytes, block ${s.pool.blockSize})`;
     case 'resumeDevice': return `resume ${s.name}`;
     case 'removeDevice': return `remove dm device ${s.name}`;
-    case 'deleteThin': return `delete thin id ${s.deviceId}`;
+    case 'deleteThin': return `delete thin id ${s.deviceId}${of(s, false)}`;
     case 'setTransactionId': return `set_transaction_id ${s.from} ${s.to}`;
     case 'activateThin': return `activate thin id ${s.deviceId} as ${s.name}`;
     case 'mount': return `mount ${s.name} at ${s.path}`;
+    case 'createThin': return `create_thin ${s.deviceId}${of(s)}`;
+    case 'createSnap': return `create_snap ${s.deviceId} ${s.originId}${of(s)}`;
     case 'append': return `journal: ${s.events.map((e) => `${e.type}{tx ${e.txId}}`).join(', ')}`;
     case 'adoptDataSize': return `journal the kernel's pool data size ${s.dataSize} bytes (a resizePool transaction)`;
   }

@@ -1,22 +1,21 @@
 /**
- * Replay into device-mapper (issue 5): rebuild a pool on an empty metadata device from the journal alone.
+ * Replay into device-mapper: rebuild a pool on an empty metadata device from the journal alone.
  * The result has the same thin device ids, the same snapshot lineage and the same transaction id as the
  * journal's state at the chosen point. Data is not in the journal: thin devices come back empty (snapshots
  * share the blocks of their — empty — origins), and the base image's filesystem is not re-created.
  *
- * planReplay is pure: records → plan (plain data, for --dry-run) + the model state it leads to.
+ * planReplay is pure: records → plan (plain data, for --dry-run) + the model state it leads to. Its steps are
+ * plan steps (plan.ts), run by applyReplay through the same executor as a recovery plan (execute.ts).
  */
 import { ThinjournalError, type JournalRecord } from '@thinjournal/spec';
 import { Projection, stateHash, type State } from '@thinjournal/model';
-import { applyRecord } from './apply.js';
-import type { PoolTableView } from './plan.js';
+import { formatFreshMetadata, isFsType, type Backend } from '@thinjournal/dm';
+import { applyRecord, eventOf } from './apply.js';
+import { runPlan } from './execute.js';
+import type { Step } from './plan.js';
 
-export type ReplayStep =
-  | { readonly kind: 'createPool'; readonly name: string; readonly pool: PoolTableView }
-  | { readonly kind: 'createThin'; readonly deviceId: number; readonly txId: number; readonly hash: string }
-  | { readonly kind: 'createSnap'; readonly deviceId: number; readonly originId: number; readonly txId: number; readonly hash: string }
-  | { readonly kind: 'deleteThin'; readonly deviceId: number; readonly txId: number; readonly hash: string }
-  | { readonly kind: 'setTransactionId'; readonly from: number; readonly to: number };
+/** The steps a replay plan has: the pool's creation and its thin ids and transaction ids. */
+export type ReplayStep = Extract<Step, { kind: 'createPool' | 'createThin' | 'createSnap' | 'deleteThin' | 'setTransactionId' }>;
 
 export interface ReplayTarget {
   /** Stop after this seq (inclusive). */
@@ -55,16 +54,17 @@ export function planReplay(records: Iterable<JournalRecord>, target: ReplayTarge
     const before = p.state;
     applyRecord(p, r);
     lastSeq = r.seq;
-    const b = r.body as Record<string, unknown>;
-    switch (r.type) {
+    const e = eventOf(r);
+    switch (e.type) {
       case 'PoolInitialised': {
         const pool = p.state.pool!;
         steps.push({
           kind: 'createPool', name: target.poolName ?? pool.poolName,
           pool: { dataDevice: target.dataDevice ?? pool.dataDevice, metadataDevice: target.metadataDevice ?? pool.metadataDevice, dataSize: pool.dataSize, blockSize: pool.blockSize },
+          guard: 'device-absent',
         });
         // An adopted pool starts at its own transaction id; a fresh metadata device starts at 0.
-        if (r.txId !== 0) steps.push({ kind: 'setTransactionId', from: 0, to: r.txId });
+        if (r.txId !== 0) steps.push({ kind: 'setTransactionId', from: 0, to: r.txId, guard: 'txid-is-from' });
         break;
       }
       case 'TransactionBegan':
@@ -73,16 +73,16 @@ export function planReplay(records: Iterable<JournalRecord>, target: ReplayTarge
         break;
       case 'BaseImageCreated':
       case 'DeviceCreated':
-        pendingSteps.push({ kind: 'createThin', deviceId: b.deviceId as number, txId: r.txId, hash: b.hash as string });
+        pendingSteps.push({ kind: 'createThin', deviceId: e.body.deviceId, txId: r.txId, hash: e.body.hash, guard: 'none' });
         break;
       case 'SnapshotCreated':
-        pendingSteps.push({ kind: 'createSnap', deviceId: b.deviceId as number, originId: b.parentDeviceId as number, txId: r.txId, hash: b.hash as string });
+        pendingSteps.push({ kind: 'createSnap', deviceId: e.body.deviceId, originId: e.body.parentDeviceId, txId: r.txId, hash: e.body.hash, guard: 'none' });
         break;
       case 'DeviceDeleted':
-        pendingSteps.push({ kind: 'deleteThin', deviceId: b.deviceId as number, txId: r.txId, hash: b.hash as string });
+        pendingSteps.push({ kind: 'deleteThin', deviceId: e.body.deviceId, txId: r.txId, hash: e.body.hash, guard: 'thin-present' });
         break;
       case 'TransactionCommitted':
-        steps.push(...pendingSteps, { kind: 'setTransactionId', from: before.txId, to: r.txId });
+        steps.push(...pendingSteps, { kind: 'setTransactionId', from: before.txId, to: r.txId, guard: 'txid-is-from' });
         pendingSteps = [];
         pendingTx = null;
         break;
@@ -121,37 +121,40 @@ export interface ReplayResult {
 }
 
 /**
- * Runs a replay plan on a backend. The metadata device must be empty (no pool metadata on it): replay never
- * overwrites a pool. Steps run in order; the first failure stops it (the error says which step).
+ * Runs a replay plan on a backend. The metadata device must be empty (no pool metadata on it) and no dm
+ * device may have the rebuilt pool's name: replay never overwrites, nor adds to, a pool. The steps run
+ * through the plan executor (runPlan) in order; the first failure stops it (the error says which step:
+ * `step`/`planIndex` and `stepKind`).
  */
-export async function applyReplay(plan: ReplayPlan, backend: import('@thinjournal/dm').Backend, opts: { onStep?: (i: number, total: number) => void } = {}): Promise<ReplayResult> {
-  const { poolTableSpec } = await import('./engine.js');
+export async function applyReplay(plan: ReplayPlan, backend: Backend, opts: { onStep?: (i: number, total: number) => void } = {}): Promise<ReplayResult> {
   const create = plan.steps[0];
   if (create?.kind !== 'createPool') throw new TypeError('applyReplay: a replay plan starts with createPool');
   const existing = await backend.readMetadata(create.pool.metadataDevice).catch(() => null);
   if (existing && (existing.transactionId !== 0 || existing.ids.length)) {
     throw new ThinjournalError('ERR_POOL_EXISTS', `${create.pool.metadataDevice} holds a pool (transaction ${existing.transactionId}, ${existing.ids.length} thin devices); replay needs an empty metadata device`, { device: create.pool.metadataDevice });
   }
-  let i = 0;
-  for (const st of plan.steps) {
-    try {
-      switch (st.kind) {
-        case 'createPool':
-          if (!existing) await backend.zeroRange(st.pool.metadataDevice, 0, 4096); // dm-thin formats zeroed metadata
-          await backend.createPool(st.name, poolTableSpec(st.pool));
-          break;
-        case 'createThin': await backend.createThin(create.name, st.deviceId); break;
-        case 'createSnap': await backend.createSnap(create.name, st.deviceId, st.originId); break;
-        case 'deleteThin': await backend.deleteThin(create.name, st.deviceId); break;
-        case 'setTransactionId': await backend.setTransactionId(create.name, st.from, st.to); break;
-      }
-    } catch (err) {
-      throw Object.assign(err as Error, { step: i, stepKind: st.kind });
-    }
-    opts.onStep?.(++i, plan.steps.length);
+  // createPool's guard would skip a device that exists: here that is someone else's pool.
+  if (await backend.info(create.name)) {
+    throw new ThinjournalError('ERR_POOL_EXISTS', `a dm device named ${create.name} exists; replay builds a new pool (choose another --pool-name)`, { device: create.name });
+  }
+  if (!existing) await formatFreshMetadata(backend, create.pool.metadataDevice);
+  const fs = plan.state.base?.fs;
+  const ctx = { pool: create.name, fsType: isFsType(fs) ? fs : 'ext4' as const, backend };
+  const total = plan.steps.length;
+  let r;
+  try {
+    r = await runPlan(backend, plan.steps, ctx, async (st) => {
+      throw new TypeError(`applyReplay: a replay plan has no ${st.kind} step`);
+    }, (p) => {
+      if (p.outcome !== 'failed') opts.onStep?.(p.index + 1, total);
+    });
+  } catch (err) {
+    const at = (err as { planIndex?: number }).planIndex;
+    if (err && typeof err === 'object' && at !== undefined) Object.assign(err, { step: at, stepKind: plan.steps[at]?.kind });
+    throw err;
   }
   const md = await backend.poolMetadata(create.name);
   const want = [...plan.state.devices.values()].map((d) => d.deviceId).sort((a, b) => a - b);
   const matches = md.transactionId === plan.transactionId && JSON.stringify(md.ids) === JSON.stringify(want);
-  return { completed: i, transactionId: md.transactionId, ids: md.ids, matches };
+  return { completed: r.completed, transactionId: md.transactionId, ids: md.ids, matches };
 }

@@ -8,9 +8,6 @@ export const ERROR_CODES = {
   ERR_BAD_EVENT: 'An event or record does not match journal-spec (unknown type, missing or mistyped field, oversized body).',
   ERR_UNKNOWN_VERSION: 'A record or journal carries a format version newer than this build understands; it is refused, never guessed.',
   ERR_UNDECODABLE: 'Stored bytes are not a valid msgpack record envelope.',
-  ERR_BAD_HASH: "A record's `prev` does not equal the SHA-256 of the record before it (tampering or reordering).",
-  ERR_SEQ_GAP: 'Record sequence numbers are not contiguous (a record was deleted or inserted).',
-  ERR_BAD_KEY: "A record is stored under a key that does not match its own `seq`.",
   // journal
   ERR_NO_JOURNAL: 'There is no journal at the path (it does not exist, or is an empty directory); nothing was created. Only `init` (and the driver\'s first start) create one.',
   ERR_NOT_A_JOURNAL: 'The path exists but is not a journal: a file, or a directory holding something other than a LevelDB database of thinjournal records; nothing was changed.',
@@ -68,9 +65,14 @@ export interface ErrorDetails {
   [key: string]: unknown;
 }
 
+/**
+ * A coded error. `code` is one of ERROR_CODES (a closed union: a new code is added to the table first). A
+ * broken hash chain, a sequence gap or a record under the wrong key is ERR_JOURNAL_CORRUPT with its `reason`
+ * (journal-spec/format.md §8), not a code of its own.
+ */
 export class ThinjournalError extends Error {
-  readonly code: string;
-  constructor(code: ErrorCode | string, message: string, details: ErrorDetails = {}) {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, details: ErrorDetails = {}) {
     const { cause, ...rest } = details;
     super(message, cause === undefined ? undefined : { cause });
     this.name = 'ThinjournalError';
@@ -80,6 +82,6 @@ export class ThinjournalError extends Error {
 }
 
 /** True when `err` is a coded error with the given code. */
-export function isCode(err: unknown, code: string): boolean {
+export function isCode(err: unknown, code: ErrorCode): boolean {
   return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === code;
 }

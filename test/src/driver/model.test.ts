@@ -4,10 +4,9 @@ import * as assert from 'uvu/assert';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ModelBackend } from '../../../packages/dm/dist/src/index.js';
+import { ModelBackend, poolTableSpec } from '../../../packages/dm/dist/src/index.js';
 import { init, probeFsType, mounted, layoutOf, devicePrefixFor } from '../../../packages/driver/dist/src/index.js';
 import { ensureDir, ensureSparseFile } from '../../../packages/driver/dist/src/layout.js';
-import { poolTableSpec } from '../../../packages/reconciler/dist/src/index.js';
 import { defineDriverSuite, tmpHome, type DriverHarness } from './cases.js';
 
 export const OPTIONS = ['dm.loopdatasize=256M', 'dm.loopmetadatasize=16M', 'dm.basesize=64M', 'dm.fs=ext4'];
